@@ -1,0 +1,1 @@
+//! score (filled in by its owner).

@@ -1,0 +1,1 @@
+//! sse (filled in by its owner).

@@ -1,0 +1,1 @@
+//! tokens (filled in by its owner).
