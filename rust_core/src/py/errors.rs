@@ -7,12 +7,42 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(_native, NativeError, PyException, "Base class of every dragonfly._native error.");
-create_exception!(_native, StreamError, NativeError, "The upstream SSE stream or body could not be processed.");
-create_exception!(_native, EventTooLargeError, StreamError, "An SSE event exceeded the configured size bound.");
-create_exception!(_native, TokenizerError, NativeError, "Token counting failed (unknown encoding, bad input).");
-create_exception!(_native, MarketError, NativeError, "Invalid market update or ranking request.");
-create_exception!(_native, InvalidInputError, NativeError, "Input bytes were not what the call expects (e.g. not JSON).");
+create_exception!(
+    _native,
+    NativeError,
+    PyException,
+    "Base class of every dragonfly._native error."
+);
+create_exception!(
+    _native,
+    StreamError,
+    NativeError,
+    "The upstream SSE stream or body could not be processed."
+);
+create_exception!(
+    _native,
+    EventTooLargeError,
+    StreamError,
+    "An SSE event exceeded the configured size bound."
+);
+create_exception!(
+    _native,
+    TokenizerError,
+    NativeError,
+    "Token counting failed (unknown encoding, bad input)."
+);
+create_exception!(
+    _native,
+    MarketError,
+    NativeError,
+    "Invalid market update or ranking request."
+);
+create_exception!(
+    _native,
+    InvalidInputError,
+    NativeError,
+    "Input bytes were not what the call expects (e.g. not JSON)."
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();

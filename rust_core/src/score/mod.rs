@@ -1,1 +1,14 @@
-//! score (filled in by its owner).
+//! Listing ranking: the in-memory market book and the scorer the data plane calls on every request.
+//!
+//! Pure: time (`now_ms`) and randomness (`seed`) are arguments. The hot path (`rank`) takes a model, a
+//! profile id registered earlier, and scalars; it filters, scores and orders in O(listings of the model)
+//! (a partial selection, not a full sort, picks the top `limit`).
+
+mod market;
+mod model;
+mod rng;
+
+pub use market::{Explained, Market, MarketError};
+pub use model::{
+    ContractStatus, Features, ListingStatus, ListingTerms, Profile, Strategy, Weights,
+};

@@ -1,0 +1,22 @@
+"""Typed facade over the compiled `dragonfly._native` module: the only importer of it.
+
+Submodules: `tokens` (counting, request pre-parse), `market` (listing ranking), `sse` (stream splicing).
+"""
+
+from dragonfly._native import (
+    EventTooLargeError,
+    InvalidInputError,
+    MarketError,
+    NativeError,
+    StreamError,
+    TokenizerError,
+)
+
+__all__ = [
+    "EventTooLargeError",
+    "InvalidInputError",
+    "MarketError",
+    "NativeError",
+    "StreamError",
+    "TokenizerError",
+]

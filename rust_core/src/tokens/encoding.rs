@@ -1,0 +1,137 @@
+//! The two OpenAI encodings Dragonfly counts with, and the model → encoding mapping.
+
+use bpe_openai::Tokenizer;
+
+/// An OpenAI byte-pair encoding whose vocabulary ships inside the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// `o200k_base`: gpt-4o, gpt-4.1, gpt-5, o-series.
+    O200kBase,
+    /// `cl100k_base`: gpt-4, gpt-3.5-turbo, text-embedding-3-*, text-embedding-ada-002.
+    Cl100kBase,
+}
+
+/// Model-name prefixes that use `cl100k_base`. Checked after the `o200k_base` prefixes, because
+/// `gpt-4o` / `gpt-4.1` also start with `gpt-4`.
+const CL100K_PREFIXES: &[&str] = &[
+    "gpt-4",
+    "gpt-3.5",
+    "gpt-35-turbo", // Azure spelling
+    "text-embedding-3-",
+    "text-embedding-ada-002",
+];
+
+/// Model-name prefixes that use `o200k_base` (tiktoken's `MODEL_PREFIX_TO_ENCODING`).
+const O200K_PREFIXES: &[&str] = &[
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.5",
+    "gpt-5",
+    "chatgpt-4o",
+    "gpt-oss",
+    "o1",
+    "o3",
+    "o4",
+];
+
+impl Encoding {
+    /// The encoding's tiktoken name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::O200kBase => "o200k_base",
+            Encoding::Cl100kBase => "cl100k_base",
+        }
+    }
+
+    /// Parse a tiktoken encoding name (`"o200k_base"`, `"cl100k_base"`).
+    pub fn from_name(name: &str) -> Option<Encoding> {
+        match name {
+            "o200k_base" => Some(Encoding::O200kBase),
+            "cl100k_base" => Some(Encoding::Cl100kBase),
+            _ => None,
+        }
+    }
+
+    /// The encoding for an OpenAI model name, and whether that is an estimate.
+    ///
+    /// A provider prefix such as `openai/gpt-4o` is ignored. Models that are not OpenAI's fall back to
+    /// `o200k_base` with `estimated = true`: the count is then an approximation of the seller's own
+    /// tokenizer, good enough for holds, never used for billing a seller who reports usage.
+    pub fn for_model(model: &str) -> (Encoding, bool) {
+        let name = model.rsplit('/').next().unwrap_or(model);
+        if O200K_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return (Encoding::O200kBase, false);
+        }
+        if CL100K_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return (Encoding::Cl100kBase, false);
+        }
+        (Encoding::O200kBase, true)
+    }
+
+    pub(crate) fn tokenizer(self) -> &'static Tokenizer {
+        match self {
+            Encoding::O200kBase => bpe_openai::o200k_base(),
+            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+        }
+    }
+}
+
+/// Number of tokens in `text` (ordinary text: special-token strings such as `<|endoftext|>` are counted
+/// as plain text, like tiktoken's `encode_ordinary`).
+pub fn count_text(enc: Encoding, text: &str) -> usize {
+    if text.is_empty() {
+        return 0;
+    }
+    enc.tokenizer().count(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            assert_eq!(Encoding::from_name(e.name()), Some(e));
+        }
+        assert_eq!(Encoding::from_name("p50k_base"), None);
+    }
+
+    #[test]
+    fn model_mapping() {
+        use Encoding::*;
+        let cases = [
+            ("gpt-4o", O200kBase, false),
+            ("gpt-4o-mini-2024-07-18", O200kBase, false),
+            ("gpt-4.1-nano", O200kBase, false),
+            ("gpt-5", O200kBase, false),
+            ("o1-preview", O200kBase, false),
+            ("o3-mini", O200kBase, false),
+            ("o4-mini", O200kBase, false),
+            ("gpt-4", Cl100kBase, false),
+            ("gpt-4-0613", Cl100kBase, false),
+            ("gpt-4-turbo", Cl100kBase, false),
+            ("gpt-3.5-turbo", Cl100kBase, false),
+            ("text-embedding-3-small", Cl100kBase, false),
+            ("text-embedding-ada-002", Cl100kBase, false),
+            ("openai/gpt-4o", O200kBase, false),
+            ("llama-3.1-70b", O200kBase, true),
+            ("", O200kBase, true),
+        ];
+        for (model, enc, est) in cases {
+            assert_eq!(Encoding::for_model(model), (enc, est), "{model}");
+        }
+    }
+
+    #[test]
+    fn counts_known_strings() {
+        // Values from tiktoken.
+        assert_eq!(count_text(Encoding::Cl100kBase, "hello world"), 2);
+        assert_eq!(count_text(Encoding::O200kBase, "hello world"), 2);
+        assert_eq!(count_text(Encoding::O200kBase, ""), 0);
+        assert_eq!(
+            count_text(Encoding::Cl100kBase, "a".repeat(1000).as_str()),
+            125
+        );
+    }
+}
