@@ -1,0 +1,117 @@
+"""Settings, read once from `DRAGONFLY_*` environment variables (CLI flags override them).
+
+Nothing else in the package reads the environment: components receive a `Settings` instance.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    return default if raw is None else raw.strip().lower() in _TRUE
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Internal port of the control plane behind the public data plane; 0 = pick a free one.
+    control_port: int = 0
+    data_dir: str = "var"
+    database_url: str = ""
+    redis_url: str | None = None
+    mail_backend: str = "log"  # log | file | smtp
+    mail_dir: str = ""
+    smtp_url: str | None = None
+    allow_private_upstreams: bool = False
+    demo: bool = False
+    secret_key: str = ""
+    # Economics.
+    platform_fee_bps: int = 1000  # 10 % of the price goes to the platform
+    reserve_bps: int = 500  # 5 % of the seller payout is held in reserve
+    earnings_lock_s: int = 3600
+    trial_credit_micros: int = 100_000  # $0.10
+    # Sessions.
+    jwt_ttl_s: int = 3600
+    # Data plane.
+    max_body_bytes: int = 4 * 1024 * 1024
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = 60.0
+    upstream_total_timeout_s: float = 600.0
+    snapshot_poll_s: float = 0.5
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    workers: int = 1
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        e = dict(os.environ if env is None else env)
+        base = cls()
+        data_dir = e.get("DRAGONFLY_DATA_DIR", base.data_dir)
+        values: dict[str, Any] = {
+            "host": e.get("DRAGONFLY_HOST", base.host),
+            "port": int(e.get("DRAGONFLY_PORT", base.port)),
+            "control_port": int(e.get("DRAGONFLY_CONTROL_PORT", base.control_port)),
+            "data_dir": data_dir,
+            "database_url": e.get("DRAGONFLY_DATABASE_URL", ""),
+            "redis_url": e.get("DRAGONFLY_REDIS_URL") or None,
+            "mail_backend": e.get("DRAGONFLY_MAIL_BACKEND", base.mail_backend),
+            "mail_dir": e.get("DRAGONFLY_MAIL_DIR", ""),
+            "smtp_url": e.get("DRAGONFLY_SMTP_URL") or None,
+            "allow_private_upstreams": _env_bool(e, "DRAGONFLY_ALLOW_PRIVATE_UPSTREAMS", False),
+            "demo": _env_bool(e, "DRAGONFLY_DEMO", False),
+            "secret_key": e.get("DRAGONFLY_SECRET_KEY", ""),
+            "platform_fee_bps": int(e.get("DRAGONFLY_PLATFORM_FEE_BPS", base.platform_fee_bps)),
+            "reserve_bps": int(e.get("DRAGONFLY_RESERVE_BPS", base.reserve_bps)),
+            "trial_credit_micros": int(e.get("DRAGONFLY_TRIAL_CREDIT_MICROS", base.trial_credit_micros)),
+            "jwt_ttl_s": int(e.get("DRAGONFLY_JWT_TTL_S", base.jwt_ttl_s)),
+            "max_body_bytes": int(e.get("DRAGONFLY_MAX_BODY_BYTES", base.max_body_bytes)),
+            "upstream_connect_timeout_s": float(
+                e.get("DRAGONFLY_UPSTREAM_CONNECT_TIMEOUT_S", base.upstream_connect_timeout_s)
+            ),
+            "upstream_read_timeout_s": float(
+                e.get("DRAGONFLY_UPSTREAM_READ_TIMEOUT_S", base.upstream_read_timeout_s)
+            ),
+            "trusted_proxies": tuple(
+                p.strip() for p in e.get("DRAGONFLY_TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
+            "workers": int(e.get("DRAGONFLY_WORKERS", base.workers)),
+            "log_level": e.get("DRAGONFLY_LOG_LEVEL", base.log_level),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(base, **values).resolved()
+
+    def resolved(self) -> Settings:
+        """Fill derived defaults: database URL and mail dir under the data dir, a persistent secret."""
+        out = self
+        if not out.database_url:
+            out = replace(out, database_url=f"sqlite:///{Path(out.data_dir) / 'dragonfly.db'}")
+        if not out.mail_dir:
+            out = replace(out, mail_dir=str(Path(out.data_dir) / "mail"))
+        if not out.secret_key:
+            out = replace(out, secret_key=_load_or_create_secret(Path(out.data_dir) / "secret.key"))
+        return out
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite:") and not self.redis_url
+
+
+def _load_or_create_secret(path: Path) -> str:
+    """Embedded mode keeps its server secret in the data dir (mode 0600) so restarts keep keys valid."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value)
+    return value

@@ -1,0 +1,1 @@
+"""Storage: the system of record (sql/) and hot counters (state/)."""

@@ -1,0 +1,45 @@
+"""The storage interfaces the rest of Dragonfly depends on.
+
+SQL is written once, in the portable subset both drivers accept: `$1, $2, ...` placeholders, ids as text
+made by the application, money as integer micro-USD, time as integer epoch milliseconds, JSON as text,
+booleans as 0/1 integers. Rows come back as plain dicts.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol
+
+Row = dict[str, Any]
+Dialect = Literal["sqlite", "postgres"]
+
+
+class Executor(Protocol):
+    """What both a database handle and an open transaction can do."""
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]: ...
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None: ...
+    async def fetch_val(self, sql: str, *args: Any) -> Any: ...
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        ...
+
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+
+class Database(Executor, Protocol):
+    dialect: Dialect
+
+    def transaction(self) -> AbstractAsyncContextManager[Executor]:
+        """A write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL READ COMMITTED."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; the caller answers 503 service_unavailable."""
+
+
+class UniqueViolation(Exception):
+    """An INSERT/UPDATE hit a UNIQUE or PRIMARY KEY constraint."""

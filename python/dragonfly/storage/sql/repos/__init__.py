@@ -1,0 +1,1 @@
+"""Repositories: every SQL statement of the product lives in this package, one module per aggregate."""

@@ -1,0 +1,43 @@
+"""Read-only usage reports over a buyer's own trades (the control plane's /api/usage*)."""
+
+from __future__ import annotations
+
+from dragonfly.storage.ports import Executor, Row
+
+DAY_MS = 86_400_000
+_SUMS = (
+    "COUNT(*) AS requests, COALESCE(SUM(tokens_prompt), 0) AS prompt_tokens,"
+    " COALESCE(SUM(tokens_completion), 0) AS completion_tokens, COALESCE(SUM(cost_micros), 0) AS cost_micros"
+)
+
+
+async def totals(db: Executor, *, account_id: str, start_ms: int, end_ms: int) -> Row:
+    row = await db.fetch_one(
+        f"SELECT {_SUMS} FROM trades WHERE buyer_account_id = $1 AND created_at >= $2 AND created_at < $3",
+        account_id,
+        start_ms,
+        end_ms,
+    )
+    return row or {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_micros": 0}
+
+
+async def by_key(db: Executor, *, account_id: str, start_ms: int, end_ms: int) -> list[Row]:
+    return await db.fetch_all(
+        f"SELECT t.key_id, k.name AS key_name, {_SUMS} FROM trades t LEFT JOIN api_keys k ON k.id = t.key_id"
+        " WHERE t.buyer_account_id = $1 AND t.created_at >= $2 AND t.created_at < $3"
+        " GROUP BY t.key_id, k.name ORDER BY t.key_id",
+        account_id,
+        start_ms,
+        end_ms,
+    )
+
+
+async def daily(db: Executor, *, account_id: str, start_ms: int) -> list[Row]:
+    """Per UTC day (as the day number since the epoch) and model."""
+    return await db.fetch_all(
+        f"SELECT created_at / {DAY_MS} AS day, model, {_SUMS} FROM trades"
+        " WHERE buyer_account_id = $1 AND created_at >= $2"
+        f" GROUP BY created_at / {DAY_MS}, model ORDER BY day, model",
+        account_id,
+        start_ms,
+    )

@@ -1,0 +1,54 @@
+"""The rows the data plane holds in memory, loaded whole on every change-sequence bump."""
+
+from __future__ import annotations
+
+from dragonfly.storage.ports import Executor, Row
+
+
+async def live_keys(db: Executor, now_ms: int) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT id, account_id, kind, key_hash, monthly_budget_cents, routing_profile_id, ip_whitelist,"
+        " ip_blacklist, expires_at FROM api_keys"
+        " WHERE kind = 'buyer' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
+        now_ms,
+    )
+
+
+async def live_profiles(db: Executor) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT id, account_id, name, strategy, config, is_default FROM routing_profiles"
+        " WHERE deleted_at IS NULL"
+    )
+
+
+async def routable_listings(db: Executor) -> list[Row]:
+    """Every listing that is not deleted, with its pool key (the data plane filters by status itself,
+    so a paused or suspended listing still explains why it was skipped)."""
+    return await db.fetch_all(
+        "SELECT l.id, l.account_id, l.model, l.upstream_model, l.kind, l.input_price, l.output_price,"
+        " l.cached_input_price, l.rpm_cap, l.concurrency_cap, l.context_length, l.status, l.contract_status,"
+        " p.id AS pool_key_id, p.provider, p.base_url, p.key_ciphertext, p.status AS pool_status"
+        " FROM listings l JOIN pool_keys p ON p.id = l.pool_key_id"
+        " WHERE l.deleted_at IS NULL AND p.deleted_at IS NULL"
+    )
+
+
+async def account_balances(db: Executor, account_ids: list[str]) -> dict[str, int]:
+    if not account_ids:
+        return {}
+    rows = await db.fetch_all("SELECT account, amount FROM balances WHERE account LIKE 'buyer:%:cash'")
+    wanted = set(account_ids)
+    out = {}
+    for r in rows:
+        acct = r["account"].split(":")[1]
+        if acct in wanted:
+            out[acct] = int(r["amount"])
+    return out
+
+
+async def key_month_spend(db: Executor, month_start_ms: int) -> dict[str, int]:
+    rows = await db.fetch_all(
+        "SELECT key_id, SUM(cost_micros) AS spent FROM trades WHERE created_at >= $1 GROUP BY key_id",
+        month_start_ms,
+    )
+    return {r["key_id"]: int(r["spent"] or 0) for r in rows}

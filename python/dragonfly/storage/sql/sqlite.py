@@ -1,0 +1,134 @@
+"""SQLite driver: one connection on one dedicated thread, WAL, `BEGIN IMMEDIATE` for writes.
+
+Every statement runs under one asyncio lock, so a transaction sees only its own writes and nothing else
+interleaves on the shared connection. Other processes (the control plane and the data plane share the
+file) are serialised by SQLite itself; `busy_timeout` makes them wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dragonfly.storage.ports import Dialect, Executor, Row, UniqueViolation
+
+T = TypeVar("T")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+# The task that opened a transaction may run statements inside it without re-taking the lock; any
+# other task waits for the lock (and so for the transaction to end).
+_TX_OWNER: contextvars.ContextVar[SqliteDatabase | None] = contextvars.ContextVar("sqlite_tx", default=None)
+
+
+def _current_tx_owner() -> SqliteDatabase | None:
+    return _TX_OWNER.get()
+
+
+def _translate(sql: str) -> str:
+    # `$3` -> `?3`: SQLite's numbered parameters keep the portable SQL unchanged otherwise.
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def _rows(cur: sqlite3.Cursor) -> list[Row]:
+    cols = [d[0] for d in cur.description or ()]
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+class _SqliteExecutor:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
+        return await self._db._run(lambda c: _rows(c.execute(_translate(sql), args)))
+
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch_all(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetch_val(self, sql: str, *args: Any) -> Any:
+        row = await self.fetch_one(sql, *args)
+        return next(iter(row.values())) if row else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._db._run(lambda c: c.execute(_translate(sql), args).rowcount)
+
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        await self._db._run(lambda c: c.executemany(_translate(sql), rows))
+
+
+class SqliteDatabase(_SqliteExecutor):
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(self)
+        self._path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._lock = asyncio.Lock()
+        self._in_tx = False
+        self._conn: sqlite3.Connection | None = None
+
+    async def connect(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+
+        def _open() -> sqlite3.Connection:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            return conn
+
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._pool, _open)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("database is closed")
+
+        def _guarded() -> T:
+            try:
+                return fn(conn)
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                    raise UniqueViolation(str(exc)) from None
+                raise
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _guarded)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._in_tx and _current_tx_owner() is self:
+            return await self._call(fn)
+        async with self._lock:
+            return await self._call(fn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        async with self._lock:
+            await self._call(lambda c: c.execute("BEGIN IMMEDIATE"))
+            token = _TX_OWNER.set(self)
+            self._in_tx = True
+            try:
+                yield self
+            except BaseException:
+                await self._call(lambda c: c.execute("ROLLBACK"))
+                raise
+            else:
+                await self._call(lambda c: c.execute("COMMIT"))
+            finally:
+                self._in_tx = False
+                _TX_OWNER.reset(token)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._pool, conn.close)
+        self._pool.shutdown(wait=False)
