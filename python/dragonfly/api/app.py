@@ -1,0 +1,89 @@
+"""Build the Robyn app: routes through the one wrapper, resources made at startup and closed at shutdown.
+
+Robyn gaps covered here (see DESIGN.md): its Config would parse `sys.argv`, so it is built from a clean
+argv; the OpenAPI `/docs` routes are disabled; request bodies are bounded in `http.endpoint`; SIGTERM and
+SIGINT are handled here (Robyn's single-process server does not stop on them) with a bounded shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from robyn import Robyn
+from robyn.argument_parser import Config
+
+from dragonfly.api.context import AppState
+from dragonfly.api.http import after_request, endpoint
+from dragonfly.api.routes import ROUTES
+from dragonfly.config import Settings
+from dragonfly.mail import build_mailer
+from dragonfly.security.api_keys import KeyHasher
+from dragonfly.security.secretbox import SecretBox
+from dragonfly.security.sessions import SessionTokens
+from dragonfly.storage.sql import open_database
+
+log = logging.getLogger("dragonfly.api")
+SHUTDOWN_GRACE_S = 5.0
+
+
+def robyn_config() -> Config:
+    """Robyn's Config reads argparse from sys.argv; give it only what we mean."""
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "dragonfly-api", "--disable-openapi", "--log-level", "WARN"]
+    try:
+        return Config()
+    finally:
+        sys.argv = saved
+
+
+async def _startup(state: AppState) -> None:
+    settings = state.settings
+    state.hasher = KeyHasher(settings.secret_key)
+    state.sessions = SessionTokens(settings.secret_key, settings.jwt_ttl_s)
+    state.box = SecretBox(settings.secret_key)
+    state.mailer = build_mailer(settings)
+    state.db_ = await open_database(settings.database_url)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(_terminate(state)))
+
+
+async def _shutdown(state: AppState) -> None:
+    for task in list(state.tasks):
+        task.cancel()
+    if state.tasks:
+        await asyncio.wait(list(state.tasks), timeout=SHUTDOWN_GRACE_S)
+    db, state.db_ = state.db_, None
+    if db is not None:
+        await db.close()
+
+
+async def _terminate(state: AppState) -> None:
+    try:
+        await asyncio.wait_for(_shutdown(state), timeout=SHUTDOWN_GRACE_S)
+    finally:
+        logging.shutdown()
+        os._exit(0)
+
+
+def build_app(settings: Settings) -> Robyn:
+    state = AppState(settings=settings)
+    app = Robyn(__file__, config=robyn_config())
+    for route in ROUTES:
+        name = f"{route.method} {route.path}"
+        app.add_route(route.method, route.path, endpoint(state, route.access, route.handler, name))
+    app.after_request()(after_request)
+
+    async def startup() -> None:
+        await _startup(state)
+
+    async def shutdown() -> None:
+        await _shutdown(state)
+
+    app.startup_handler(startup)
+    app.shutdown_handler(shutdown)
+    return app

@@ -1,0 +1,1 @@
+"""Thin handlers, one module per resource: parse the body, call one service function, return its result."""

@@ -1,0 +1,60 @@
+"""The control plane's route table: method, path, who may call it, handler."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from dragonfly.api.auth import Access
+from dragonfly.api.handlers import admin, auth, billing, keys, listings, management_keys, pool, profiles
+from dragonfly.api.http import Handler
+
+
+class Route(NamedTuple):
+    method: str
+    path: str
+    access: Access
+    handler: Handler
+
+
+ROUTES: tuple[Route, ...] = (
+    # Accounts
+    Route("POST", "/api/auth/signup", Access.PUBLIC, auth.signup),
+    Route("POST", "/api/auth/verify", Access.PUBLIC, auth.verify),
+    Route("POST", "/api/auth/login", Access.PUBLIC, auth.login),
+    Route("GET", "/api/auth/me", Access.ANY, auth.me),
+    # Buyer
+    Route("POST", "/api/keys", Access.BUYER, keys.create),
+    Route("GET", "/api/keys", Access.BUYER, keys.list_),
+    Route("PATCH", "/api/keys/:id", Access.BUYER, keys.update),
+    Route("DELETE", "/api/keys/:id", Access.BUYER, keys.delete),
+    Route("POST", "/api/management-keys", Access.KEY_ADMIN, management_keys.create),
+    Route("GET", "/api/management-keys", Access.KEY_ADMIN, management_keys.list_),
+    Route("DELETE", "/api/management-keys/:id", Access.KEY_ADMIN, management_keys.delete),
+    Route("GET", "/api/routing/profiles", Access.BUYER, profiles.list_),
+    Route("POST", "/api/routing/profiles", Access.BUYER, profiles.create),
+    Route("GET", "/api/routing/profiles/:id", Access.BUYER, profiles.get),
+    Route("PATCH", "/api/routing/profiles/:id", Access.BUYER, profiles.update),
+    Route("DELETE", "/api/routing/profiles/:id", Access.BUYER, profiles.delete),
+    Route("GET", "/api/usage", Access.BUYER, billing.usage_totals),
+    Route("GET", "/api/usage/by-key", Access.BUYER, billing.usage_by_key),
+    Route("GET", "/api/usage/daily", Access.BUYER, billing.usage_daily),
+    Route("GET", "/api/billing/balance", Access.BUYER, billing.balance),
+    Route("GET", "/api/billing/transactions", Access.BUYER, billing.transactions),
+    # Seller
+    Route("GET", "/v1/pool/providers", Access.SELLER, pool.list_providers),
+    Route("POST", "/v1/pool/keys", Access.SELLER, pool.create_key),
+    Route("GET", "/v1/pool/keys", Access.SELLER, pool.list_keys),
+    Route("DELETE", "/v1/pool/keys/:id", Access.SELLER, pool.delete_key),
+    Route("POST", "/v1/market/listings", Access.SELLER, listings.create),
+    Route("GET", "/v1/market/listings", Access.SELLER, listings.list_),
+    Route("GET", "/v1/market/listings/:id", Access.SELLER, listings.get),
+    Route("PATCH", "/v1/market/listings/:id", Access.SELLER, listings.update),
+    Route("DELETE", "/v1/market/listings/:id", Access.SELLER, listings.delete),
+    Route("POST", "/v1/market/listings/:id/confirm-price", Access.SELLER, listings.confirm_price),
+    Route("GET", "/v1/market/listings/:id/contracts", Access.SELLER, listings.contracts),
+    Route("POST", "/v1/market/listings/:id/probe", Access.SELLER, listings.probe),
+    Route("GET", "/v1/market/listings/:id/probe-runs", Access.SELLER, listings.probe_runs),
+    Route("GET", "/v1/market/contracts/:id/checks", Access.SELLER, listings.checks),
+    # Operator
+    Route("POST", "/api/admin/credits", Access.OPERATOR, admin.credit),
+)

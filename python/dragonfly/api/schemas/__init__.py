@@ -1,0 +1,1 @@
+"""Request bodies of the control plane (pydantic v2). Unknown fields are refused, not ignored."""

@@ -1,0 +1,15 @@
+"""Bodies of /api/admin/*."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import Field
+
+from dragonfly.api.schemas.common import Body
+
+
+class Credit(Body):
+    account_id: UUID
+    amount_cents: int = Field(ge=1, le=100_000_000)
+    note: str = Field(min_length=1, max_length=500)

@@ -1,0 +1,44 @@
+"""Bodies of /v1/market/listings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from dragonfly.api.schemas.common import Body, PositiveInt, Price
+
+Kind = Literal["chat", "embeddings", "speech"]
+
+
+class AutoFollow(Body):
+    mode: Literal["off", "lowest", "median"] = "off"
+    offset_pct: Decimal = Field(default=Decimal(0), ge=-90, le=1000)
+    floor_per_mtok: Price | None = None
+
+
+class _ListingFields(Body):
+    cached_input_price_per_mtok: Price | None = None
+    price_multiplier: Decimal | None = Field(default=None, gt=0, le=100, max_digits=12)
+    payout_floor_per_mtok: Price | None = None
+    rpm_cap: PositiveInt | None = None
+    concurrency_cap: PositiveInt | None = None
+    auto_follow: AutoFollow | None = None
+    context_length: PositiveInt | None = None
+
+
+class CreateListing(_ListingFields):
+    pool_key_id: UUID
+    model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+    upstream_model: str | None = Field(default=None, min_length=1, max_length=256)
+    kind: Kind = "chat"
+    input_price_per_mtok: Price
+    output_price_per_mtok: Price
+
+
+class UpdateListing(_ListingFields):
+    input_price_per_mtok: Price | None = None
+    output_price_per_mtok: Price | None = None
+    status: Literal["paused", "active"] | None = None

@@ -1,0 +1,82 @@
+"""Bodies of /api/routing/profiles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dragonfly.api.schemas.common import Body, Name, Price
+
+Strategy = Literal["cost_first", "balanced", "reliability_first", "quality_first", "custom"]
+RETRY_ON = ("429", "5xx", "timeout", "connect_error")
+Ident = Annotated[str, Field(min_length=1, max_length=128)]
+IdentList = Annotated[list[Ident], Field(max_length=256)]
+
+
+class Weights(Body):
+    price: float = Field(default=0.0, ge=0, le=1000)
+    latency: float = Field(default=0.0, ge=0, le=1000)
+    throughput: float = Field(default=0.0, ge=0, le=1000)
+    reliability: float = Field(default=0.0, ge=0, le=1000)
+    quality: float = Field(default=0.0, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Weights:
+        if not any((self.price, self.latency, self.throughput, self.reliability, self.quality)):
+            raise ValueError("at least one weight must be positive")
+        return self
+
+
+class Fallback(Body):
+    enabled: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=5)
+    retry_on: list[str | int] = Field(default_factory=lambda: list[str | int](RETRY_ON), max_length=4)
+
+    @field_validator("retry_on")
+    @classmethod
+    def _known(cls, value: list[str | int]) -> list[str | int]:
+        out: list[str] = []
+        for item in value:
+            text = str(item)
+            if text not in RETRY_ON:
+                raise ValueError(
+                    f"retry_on items must be among 429, 5xx, timeout, connect_error (got {item!r})"
+                )
+            if text not in out:
+                out.append(text)
+        return list(out)
+
+
+class Hedge(Body):
+    enabled: bool = False
+    after_ms: int | None = Field(default=None, ge=10, le=600_000)
+
+    @model_validator(mode="after")
+    def _after_when_enabled(self) -> Hedge:
+        if self.enabled and self.after_ms is None:
+            raise ValueError("hedge.after_ms is required when hedging is enabled")
+        return self
+
+
+class _ProfileFields(Body):
+    weights: Weights | None = None
+    providers_allow: IdentList | None = None
+    providers_deny: IdentList | None = None
+    sellers_deny: IdentList | None = None
+    max_input_price_per_mtok: Price | None = None
+    max_output_price_per_mtok: Price | None = None
+    max_ttft_ms: int | None = Field(default=None, ge=1, le=600_000)
+    min_throughput_tps: float | None = Field(default=None, gt=0, le=100_000)
+    fallback: Fallback | None = None
+    hedge: Hedge | None = None
+
+
+class CreateProfile(_ProfileFields):
+    name: Name
+    strategy: Strategy
+
+
+class UpdateProfile(_ProfileFields):
+    name: Name | None = None
+    strategy: Strategy | None = None

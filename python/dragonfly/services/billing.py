@@ -1,0 +1,52 @@
+"""A buyer's balance and journal lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dragonfly.domain.ledger import buyer_cash
+from dragonfly.domain.money import usd
+from dragonfly.errors import InvalidRequest
+from dragonfly.ids import iso
+from dragonfly.storage.ports import Database
+from dragonfly.storage.sql.repos import ledger, statements
+
+MAX_PAGE = 100
+
+
+async def balance(db: Database, account_id: str) -> dict[str, Any]:
+    """Embedded mode has no outstanding holds between requests, so held is zero and available = balance."""
+    amount = await ledger.balance(db, buyer_cash(account_id))
+    held = 0
+    return {"balance_usd": usd(amount), "held_usd": usd(held), "available_usd": usd(amount - held)}
+
+
+def parse_page(limit: str | None, cursor: str | None) -> tuple[int, int | None]:
+    try:
+        size = int(limit) if limit else 20
+        before = int(cursor) if cursor else None
+    except ValueError:
+        raise InvalidRequest(
+            "limit and cursor must be integers.", param="limit" if limit else "cursor"
+        ) from None
+    if not 1 <= size <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
+    return size, before
+
+
+async def transactions(db: Database, account_id: str, *, limit: int, cursor: int | None) -> dict[str, Any]:
+    rows = await statements.lines(db, account=buyer_cash(account_id), before_id=cursor, limit=limit + 1)
+    page = rows[:limit]
+    data = [
+        {
+            "id": str(r["id"]),
+            "kind": r["kind"],
+            "ref": r["ref"],
+            "memo": r["memo"],
+            "amount_usd": usd(int(r["amount"])),
+            "created_at": iso(int(r["created_at"])),
+        }
+        for r in page
+    ]
+    more = len(rows) > limit
+    return {"data": data, "has_more": more, "next_cursor": str(page[-1]["id"]) if more and page else None}

@@ -1,0 +1,328 @@
+"""Seller listings and their contracts: create (pending until the admission probe passes), change prices
+and caps (with price review), pause/resume, delete, and the contract/check/probe history views."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from dragonfly.config import Settings
+from dragonfly.domain import listing_rules
+from dragonfly.domain.money import parse_price, price_str
+from dragonfly.errors import Conflict, InvalidRequest, NotFound
+from dragonfly.ids import iso, new_id, now_ms
+from dragonfly.services import providers
+from dragonfly.storage.ports import Database, Executor, Row
+from dragonfly.storage.sql.repos import changes
+from dragonfly.storage.sql.repos import contracts as contracts_repo
+from dragonfly.storage.sql.repos import listings as repo
+from dragonfly.storage.sql.repos import pool_keys as pool_repo
+
+# API price field -> column (integers, micro-USD per 1M tokens).
+_PRICE_COLUMNS = {
+    "input_price_per_mtok": "input_price",
+    "output_price_per_mtok": "output_price",
+    "cached_input_price_per_mtok": "cached_input_price",
+    "payout_floor_per_mtok": "payout_floor",
+}
+_PLAIN_COLUMNS = ("rpm_cap", "concurrency_cap", "context_length")
+
+
+def _p(value: int | None) -> str | None:
+    return None if value is None else price_str(value)
+
+
+def _render_auto_follow(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    floor = value.get("floor")
+    return {"mode": value["mode"], "offset_pct": value["offset_pct"], "floor_per_mtok": _p(floor)}
+
+
+def render(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "pool_key_id": row["pool_key_id"],
+        "provider": row["provider"],
+        "model": row["model"],
+        "upstream_model": row["upstream_model"],
+        "kind": row["kind"],
+        "input_price_per_mtok": price_str(row["input_price"]),
+        "output_price_per_mtok": price_str(row["output_price"]),
+        "cached_input_price_per_mtok": _p(row["cached_input_price"]),
+        "price_multiplier": row["price_multiplier"],
+        "payout_floor_per_mtok": _p(row["payout_floor"]),
+        "confirmed_input_price_per_mtok": price_str(row["confirmed_input_price"]),
+        "confirmed_output_price_per_mtok": price_str(row["confirmed_output_price"]),
+        "rpm_cap": row["rpm_cap"],
+        "concurrency_cap": row["concurrency_cap"],
+        "auto_follow": _render_auto_follow(row["auto_follow"]),
+        "context_length": row["context_length"],
+        "status": row["status"],
+        "contract_status": row["contract_status"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def terms_of(row: Row) -> dict[str, Any]:
+    return {
+        "model": row["model"],
+        "upstream_model": row["upstream_model"],
+        "kind": row["kind"],
+        "prices": {
+            "input_per_mtok": price_str(row["input_price"]),
+            "output_per_mtok": price_str(row["output_price"]),
+            "cached_input_per_mtok": _p(row["cached_input_price"]),
+        },
+        "caps": {"rpm": row["rpm_cap"], "concurrency": row["concurrency_cap"]},
+    }
+
+
+def render_contract(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "listing_id": row["listing_id"],
+        "status": row["status"],
+        "terms": row["terms"],
+        "since": iso(row["since"]),
+        "reason": row["reason"],
+    }
+
+
+def _auto_follow(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validated API object -> stored JSON (floor as an integer price)."""
+    if value is None:
+        return None
+    floor = value.get("floor_per_mtok")
+    return {
+        "mode": value.get("mode", "off"),
+        "offset_pct": str(value.get("offset_pct", "0")),
+        "floor": None if floor is None else int(floor),
+    }
+
+
+def _multiplier(value: Decimal | str | None) -> str | None:
+    if value is None:
+        return None
+    dec = Decimal(str(value))
+    if not dec.is_finite() or dec <= 0:
+        raise InvalidRequest("price_multiplier must be a positive decimal.", param="price_multiplier")
+    return format(dec.normalize(), "f")
+
+
+def _as_price(value: int | str, param: str) -> int:
+    try:
+        return value if isinstance(value, int) else parse_price(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param=param) from None
+
+
+async def create_listing(
+    db: Database,
+    settings: Settings,
+    *,
+    account_id: str,
+    pool_key_id: str,
+    model: str,
+    input_price_per_mtok: str | int,
+    output_price_per_mtok: str | int,
+    upstream_model: str | None = None,
+    kind: str = "chat",
+    rpm_cap: int | None = None,
+    concurrency_cap: int | None = None,
+    context_length: int | None = None,
+    cached_input_price_per_mtok: str | int | None = None,
+    price_multiplier: Decimal | str | None = None,
+    payout_floor_per_mtok: str | int | None = None,
+    auto_follow: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new listing starts `pending` with a `pending` contract; the admission probe activates it.
+    Prices are decimal strings of USD per 1M tokens (or already-parsed integer micro-USD)."""
+    pool_key = await pool_repo.get_owned(db, account_id=account_id, pool_key_id=pool_key_id)
+    if pool_key is None:
+        raise NotFound("Pool key not found.", param="pool_key_id")
+    provider = providers.find(pool_key["provider"])
+    if provider is not None and kind not in provider.kinds:
+        raise InvalidRequest(f"Provider {provider.id} does not serve {kind}.", param="kind")
+    input_price = _as_price(input_price_per_mtok, "input_price_per_mtok")
+    output_price = _as_price(output_price_per_mtok, "output_price_per_mtok")
+    now = now_ms()
+    row: dict[str, Any] = {
+        "id": new_id(),
+        "account_id": account_id,
+        "pool_key_id": pool_key_id,
+        "model": model,
+        "upstream_model": upstream_model or (model.split("/", 1)[1] if "/" in model else model),
+        "kind": kind,
+        "input_price": input_price,
+        "output_price": output_price,
+        "cached_input_price": None
+        if cached_input_price_per_mtok is None
+        else _as_price(cached_input_price_per_mtok, "cached_input_price_per_mtok"),
+        "price_multiplier": _multiplier(price_multiplier),
+        "payout_floor": None
+        if payout_floor_per_mtok is None
+        else _as_price(payout_floor_per_mtok, "payout_floor_per_mtok"),
+        "rpm_cap": rpm_cap,
+        "concurrency_cap": concurrency_cap,
+        "auto_follow": _auto_follow(auto_follow),
+        "context_length": context_length,
+        "status": "pending",
+        "contract_status": "pending",
+        "confirmed_input_price": input_price,
+        "confirmed_output_price": output_price,
+        "created_at": now,
+        "updated_at": now,
+    }
+    async with db.transaction() as tx:
+        await repo.insert(tx, row)
+        created = await repo.get(tx, row["id"])
+        assert created is not None
+        await contracts_repo.insert(
+            tx, contract_id=new_id(), listing_id=row["id"], status="pending", terms=terms_of(created), now=now
+        )
+        await changes.bump(tx)
+    return render(created)
+
+
+async def _owned(db: Executor, account_id: str, listing_id: str) -> Row:
+    row = await repo.get_owned(db, account_id=account_id, listing_id=listing_id)
+    if row is None:
+        raise NotFound("Listing not found.")
+    return row
+
+
+async def list_listings(db: Database, account_id: str) -> list[dict[str, Any]]:
+    return [render(r) for r in await repo.list_owned(db, account_id)]
+
+
+async def get_listing(db: Database, *, account_id: str, listing_id: str) -> dict[str, Any]:
+    return render(await _owned(db, account_id, listing_id))
+
+
+def _changes_from(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for api_name, column in _PRICE_COLUMNS.items():
+        if api_name in fields:
+            value = fields[api_name]
+            if value is None and api_name in ("input_price_per_mtok", "output_price_per_mtok"):
+                raise InvalidRequest(f"{api_name} cannot be null.", param=api_name)
+            out[column] = None if value is None else _as_price(value, api_name)
+    for name in _PLAIN_COLUMNS:
+        if name in fields:
+            out[name] = fields[name]
+    if "price_multiplier" in fields:
+        out["price_multiplier"] = _multiplier(fields["price_multiplier"])
+    if "auto_follow" in fields:
+        out["auto_follow"] = _auto_follow(fields["auto_follow"])
+    return out
+
+
+async def update_listing(
+    db: Database, *, account_id: str, listing_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Prices, caps, auto-follow and pause/resume. A price move of more than 50 % from the confirmed price
+    puts the listing in `price_review` (unroutable until confirmed); smaller moves are confirmed at once."""
+    now = now_ms()
+    async with db.transaction() as tx:
+        row = await _owned(tx, account_id, listing_id)
+        changes_ = _changes_from(fields)
+        status = row["status"]
+        if fields.get("status") is not None:
+            try:
+                status = listing_rules.seller_status_change(status, fields["status"], row["contract_status"])
+            except ValueError as exc:
+                raise Conflict(str(exc), param="status") from None
+        new_input: int = changes_["input_price"] if "input_price" in changes_ else row["input_price"]
+        new_output: int = changes_["output_price"] if "output_price" in changes_ else row["output_price"]
+        if "input_price" in changes_ or "output_price" in changes_:
+            if listing_rules.needs_price_review(
+                confirmed_input=row["confirmed_input_price"],
+                confirmed_output=row["confirmed_output_price"],
+                new_input=new_input,
+                new_output=new_output,
+            ):
+                status = "price_review"
+            elif status != "price_review":
+                changes_["confirmed_input_price"] = new_input
+                changes_["confirmed_output_price"] = new_output
+        changes_["status"] = status
+        await repo.update(tx, listing_id, changes_, now=now)
+        updated = await repo.get(tx, listing_id)
+        assert updated is not None
+        contract = await contracts_repo.current_for_listing(tx, listing_id)
+        if contract is not None and status != "price_review":
+            await contracts_repo.set_terms(tx, contract_id=contract["id"], terms=terms_of(updated))
+        await changes.bump(tx)
+    return render(updated)
+
+
+async def confirm_price(db: Database, *, account_id: str, listing_id: str) -> dict[str, Any]:
+    now = now_ms()
+    async with db.transaction() as tx:
+        row = await _owned(tx, account_id, listing_id)
+        if row["status"] != "price_review":
+            raise Conflict("The listing has no price awaiting confirmation.")
+        await repo.update(
+            tx,
+            listing_id,
+            {
+                "confirmed_input_price": row["input_price"],
+                "confirmed_output_price": row["output_price"],
+                "status": listing_rules.unpaused_status(row["contract_status"]),
+            },
+            now=now,
+        )
+        updated = await repo.get(tx, listing_id)
+        assert updated is not None
+        contract = await contracts_repo.current_for_listing(tx, listing_id)
+        if contract is not None:
+            await contracts_repo.set_terms(tx, contract_id=contract["id"], terms=terms_of(updated))
+        await changes.bump(tx)
+    return render(updated)
+
+
+async def delete_listing(db: Database, *, account_id: str, listing_id: str) -> None:
+    async with db.transaction() as tx:
+        await _owned(tx, account_id, listing_id)
+        await repo.soft_delete(tx, listing_id=listing_id, now=now_ms())
+        await changes.bump(tx)
+
+
+async def list_contracts(db: Database, *, account_id: str, listing_id: str) -> list[dict[str, Any]]:
+    await _owned(db, account_id, listing_id)
+    return [render_contract(c) for c in await contracts_repo.list_for_listing(db, listing_id)]
+
+
+async def list_checks(db: Database, *, account_id: str, contract_id: str) -> list[dict[str, Any]]:
+    contract = await contracts_repo.get_owned(db, account_id=account_id, contract_id=contract_id)
+    if contract is None:
+        raise NotFound("Contract not found.")
+    return [
+        {"id": c["id"], "kind": c["kind"], "passed": c["passed"], "detail": c["detail"], "at": iso(c["at"])}
+        for c in await contracts_repo.list_checks(db, contract_id)
+    ]
+
+
+def render_probe_run(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": run["id"],
+        "listing_id": run["listing_id"],
+        "contract_id": run["contract_id"],
+        "passed": bool(run["passed"]),
+        "ttft_ms": run["ttft_ms"],
+        "latency_ms": run["latency_ms"],
+        "checks": run["checks"],
+        "started_at": iso(run["started_at"]),
+        "finished_at": iso(run["finished_at"]),
+    }
+
+
+async def list_probe_runs(db: Database, *, account_id: str, listing_id: str) -> list[dict[str, Any]]:
+    await _owned(db, account_id, listing_id)
+    return [render_probe_run(r) for r in await contracts_repo.list_probe_runs(db, listing_id)]
+
+
+async def require_owned(db: Database, *, account_id: str, listing_id: str) -> None:
+    await _owned(db, account_id, listing_id)
