@@ -1,0 +1,71 @@
+"""`dragonfly admin …`: operator tasks run against the configured database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from dragonfly.config import Settings
+from dragonfly.domain.money import cents_to_micros, usd
+from dragonfly.services.accounts import create_account
+from dragonfly.services.credits import credit_account
+from dragonfly.storage.ports import Database
+from dragonfly.storage.sql import open_database
+
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    async def inner() -> T:
+        settings = Settings.from_env()
+        db = await open_database(settings.database_url)
+        try:
+            return await fn(db, settings)
+        finally:
+            await db.close()
+
+    return asyncio.run(inner())
+
+
+@click.group()
+def admin() -> None:
+    """Operator tasks."""
+
+
+@admin.command("create-operator")
+@click.option("--email", required=True)
+@click.password_option("--password", envvar="DRAGONFLY_OPERATOR_PASSWORD", help="Prompted when omitted.")
+def create_operator(email: str, password: str) -> None:
+    """Create a verified account with the operator role (it can use /api/admin/*)."""
+
+    async def go(db: Database, settings: Settings) -> str:
+        return await create_account(db, email=email, password=password, verified=True, roles=["operator"])
+
+    account_id = _run(go)
+    click.echo(f"operator account {account_id} created for {email}")
+
+
+@admin.command("credit")
+@click.option("--account-id", default=None, help="Account to credit.")
+@click.option("--email", default=None, help="…or the account's email.")
+@click.option("--amount-cents", type=click.IntRange(min=1), required=True)
+@click.option("--note", default="operator credit")
+def credit(account_id: str | None, email: str | None, amount_cents: int, note: str) -> None:
+    """Credit an account's balance (a journal from external:credit)."""
+    if not account_id and not email:
+        raise click.UsageError("give --account-id or --email")
+
+    async def go(db: Database, settings: Settings) -> str:
+        target = account_id
+        if target is None:
+            target = await db.fetch_val("SELECT id FROM accounts WHERE email = $1", (email or "").lower())
+            if target is None:
+                raise click.ClickException("no account with that email")
+        await credit_account(db, account_id=target, amount_micros=cents_to_micros(amount_cents), note=note)
+        return target
+
+    target = _run(go)
+    click.echo(f"credited {usd(cents_to_micros(amount_cents))} USD to account {target}")

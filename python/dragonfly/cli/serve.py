@@ -1,0 +1,170 @@
+"""`dragonfly serve`: the whole product on one machine behind one public port.
+
+Processes: the control plane (Robyn) on an internal loopback port, the data plane (Granian, RSGI) on the
+public port forwarding every path it does not own to the control plane, and with `--demo` a local demo
+seller (a real OpenAI-compatible server on loopback) with a listing for `demo/echo-1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+import click
+
+from dragonfly.cli.demo_seed import seed_demo
+from dragonfly.cli.supervisor import Supervisor, free_port, python_module
+from dragonfly.config import Settings
+from dragonfly.storage.sql import open_database
+
+
+def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DRAGONFLY_DATA_DIR": settings.data_dir,
+            "DRAGONFLY_DATABASE_URL": settings.database_url,
+            "DRAGONFLY_MAIL_BACKEND": settings.mail_backend,
+            "DRAGONFLY_MAIL_DIR": settings.mail_dir,
+            "DRAGONFLY_SECRET_KEY": settings.secret_key,
+            "DRAGONFLY_ALLOW_PRIVATE_UPSTREAMS": "1" if settings.allow_private_upstreams else "0",
+            "DRAGONFLY_LOG_LEVEL": settings.log_level,
+        }
+    )
+    if settings.redis_url:
+        env["DRAGONFLY_REDIS_URL"] = settings.redis_url
+    if settings.smtp_url:
+        env["DRAGONFLY_SMTP_URL"] = settings.smtp_url
+    env.update(extra)
+    return env
+
+
+async def _migrate(settings: Settings) -> None:
+    db = await open_database(settings.database_url)
+    await db.close()
+
+
+@click.command()
+@click.option("--host", default=None, help="Public address (DRAGONFLY_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Public port (DRAGONFLY_PORT, default 8000).")
+@click.option("--database-url", default=None, help="sqlite:///path.db (default) or postgresql://…")
+@click.option("--redis-url", default=None, help="redis://… (production state store).")
+@click.option("--mail-backend", type=click.Choice(["log", "file", "smtp"]), default=None)
+@click.option("--data-dir", default=None, help="Where the embedded database, secret and mail live.")
+@click.option(
+    "--workers", type=int, default=None, help="Data-plane worker processes (more than 1 needs Redis)."
+)
+@click.option(
+    "--allow-private-upstreams/--no-allow-private-upstreams",
+    default=None,
+    help="Let seller base URLs reach loopback/private addresses (local demos and tests only).",
+)
+@click.option("--demo/--no-demo", default=None, help="Start a local demo seller and print a demo buyer key.")
+def serve(
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    redis_url: str | None,
+    mail_backend: str | None,
+    data_dir: str | None,
+    workers: int | None,
+    allow_private_upstreams: bool | None,
+    demo: bool | None,
+) -> None:
+    """Run the gateway (data plane) and the control plane behind one public port."""
+    settings = Settings.from_env(
+        host=host,
+        port=port,
+        database_url=database_url,
+        redis_url=redis_url,
+        mail_backend=mail_backend,
+        data_dir=data_dir,
+        workers=workers,
+        allow_private_upstreams=allow_private_upstreams,
+        demo=demo,
+    )
+    if settings.demo and not settings.allow_private_upstreams:
+        # The demo seller listens on loopback; the operator asked for the demo, so allow it explicitly.
+        settings = dataclasses.replace(settings, allow_private_upstreams=True)
+    if settings.workers > 1 and not settings.redis_url:
+        raise click.UsageError("--workers > 1 needs a shared state store: set --redis-url")
+    asyncio.run(_migrate(settings))
+
+    stopping = False
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+    sup = Supervisor()
+    try:
+        control_port = settings.control_port or free_port()
+        seller_url = None
+        if settings.demo:
+            seller_port = free_port()
+            sup.start(
+                "demo-seller",
+                python_module("dragonfly.demo.seller", "--host", "127.0.0.1", "--port", str(seller_port)),
+                _child_env(settings),
+                "127.0.0.1",
+                seller_port,
+            )
+            seller_url = f"http://127.0.0.1:{seller_port}/v1"
+        sup.start(
+            "control-plane",
+            python_module("dragonfly.api", "--host", "127.0.0.1", "--port", str(control_port)),
+            _child_env(settings),
+            "127.0.0.1",
+            control_port,
+        )
+        demo_key = None
+        if seller_url is not None:
+            demo_key = asyncio.run(seed_demo(settings, seller_url))
+        sup.start(
+            "gateway",
+            [
+                sys.executable,
+                "-m",
+                "granian",
+                "--interface",
+                "rsgi",
+                "--factory",
+                "--no-ws",
+                "--host",
+                settings.host,
+                "--port",
+                str(settings.port),
+                "--workers",
+                str(settings.workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "dragonfly.gateway.app:create_app",
+            ],
+            _child_env(settings, DRAGONFLY_CONTROL_URL=f"http://127.0.0.1:{control_port}"),
+            settings.host,
+            settings.port,
+        )
+        base = f"http://{settings.host}:{settings.port}/v1"
+        click.echo(f"Dragonfly is serving on {base}  (database: {settings.database_url.split('://')[0]})")
+        if demo_key:
+            click.echo(f"Demo buyer key: {demo_key}")
+            click.echo(f'Try: OpenAI(base_url="{base}", api_key="<the key above>") with model="demo/echo-1"')
+        sys.stdout.flush()
+        while not stopping:
+            exited = sup.any_exited()
+            if exited is not None:
+                click.echo(f"{exited.name} exited with status {exited.proc.returncode}; stopping", err=True)
+                break
+            time.sleep(0.2)
+    finally:
+        sup.stop_all()
+    click.echo("stopped")

@@ -1,0 +1,1 @@
+"""The data plane: an RSGI application served by Granian (inference, models, receipts)."""

@@ -1,0 +1,312 @@
+"""POST /v1/chat/completions: pre-parse, authenticate, rank, admit, forward with fallback, splice,
+settle. The order of these steps is the request life cycle of DESIGN.md §2."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from dragonfly.domain.money import worst_case_hold
+from dragonfly.errors import (
+    BudgetExceeded,
+    DragonflyError,
+    InsufficientBalance,
+    InvalidRequest,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from dragonfly.gateway.auth import authenticate, check_ip, client_ip
+from dragonfly.gateway.http import read_body, send_json
+from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
+from dragonfly.gateway.upstream import UpstreamConnectError, UpstreamTimedOut
+from dragonfly.native import NativeError
+from dragonfly.native.sse import Splicer, rewrite_completion
+from dragonfly.native.tokens import preparse_request, substitute_model
+from dragonfly.storage.state.ports import AdmissionRequest
+
+if TYPE_CHECKING:
+    from dragonfly.gateway.runtime import Runtime
+
+log = logging.getLogger("dragonfly.gateway.chat")
+
+DONE = b"data: [DONE]\n\n"
+# Completion tokens reserved when the buyer sets no max_tokens (the hold is the worst case we admit).
+DEFAULT_COMPLETION_HOLD = 4096
+# Prompt tokens may be counted differently by the seller's tokenizer: reserve some headroom.
+PROMPT_HOLD_RATIO = 1.25
+PROMPT_HOLD_SLACK = 64
+MAX_UPSTREAM_BODY = 32 * 1024 * 1024
+SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+
+
+def _upstream_error_message(raw: bytes) -> str:
+    try:
+        err = orjson.loads(raw).get("error")
+        msg = err.get("message") if isinstance(err, dict) else err
+        if isinstance(msg, str) and msg:
+            return msg[:500]
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    return "The upstream provider rejected the request."
+
+
+class ChatCompletions:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def __call__(self, scope: Any, proto: Any, request_id: str) -> None:
+        rt = self.rt
+        headers = scope.headers
+        body = await read_body(proto, headers, rt.settings.max_body_bytes)
+        try:
+            pre = preparse_request(body)
+        except NativeError as exc:
+            raise InvalidRequest(f"Invalid request body: {exc}") from None
+        snap = rt.snapshot
+        key = authenticate(snap, rt.hasher, headers)
+        check_ip(key, client_ip(scope, headers, rt.settings.trusted_proxies))
+        if not pre.model:
+            raise InvalidRequest("you must provide a model parameter", param="model")
+        trade = TradeState(request_id=request_id, key=key, model=pre.model, streamed=pre.stream)
+        try:
+            await self._trade(proto, body, pre, trade)
+        except DragonflyError as err:
+            # Every authenticated request leaves a receipt, refused and failed ones too (no charge).
+            try:
+                await rt.settler.settle(trade.row("failed", None, None, err.code), [])
+            except Exception as exc:
+                log.error("could not record failed trade: %s", type(exc).__name__)
+            raise
+
+    async def _trade(self, proto: Any, body: bytes, pre: Any, trade: TradeState) -> None:
+        rt = self.rt
+        snap = rt.snapshot
+        profile = rt.router.profile_for(snap, trade.key)
+        max_attempts = profile.fallback_attempts
+        retry_on = profile.retry_on
+        now = int(time.time() * 1000)
+        seed = zlib.crc32(trade.request_id.encode())
+        candidates = rt.router.candidates(snap, profile, pre.model, "chat", now, seed, max_attempts + 4)
+        completion_hold = pre.max_tokens or DEFAULT_COMPLETION_HOLD
+        trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
+        trade.hold_completion_tokens = completion_hold * max(1, pre.n)
+        last_error: DragonflyError | None = None
+        rate_limited: int | None = None
+        tried = 0
+        for listing in candidates:
+            if tried >= max_attempts:
+                break
+            hold = worst_case_hold(
+                prompt_tokens=trade.hold_prompt_tokens,
+                max_completion_tokens=trade.hold_completion_tokens,
+                input_price=listing.input_price,
+                output_price=listing.output_price,
+            )
+            adm = await rt.state.admit(
+                AdmissionRequest(
+                    request_id=trade.request_id,
+                    account_id=trade.key.account_id,
+                    key_id=trade.key.id,
+                    listing_id=listing.id,
+                    hold_micros=hold,
+                    key_budget_micros=trade.key.budget_micros,
+                    listing_rpm_cap=listing.rpm_cap,
+                    listing_concurrency_cap=listing.concurrency_cap,
+                    now_ms=now,
+                )
+            )
+            if not adm.ok:
+                if adm.refusal == "insufficient_balance":
+                    raise InsufficientBalance("Your account balance is too low for this request.")
+                if adm.refusal == "budget_exceeded":
+                    raise BudgetExceeded("This key has reached its monthly budget.")
+                trade.attempts.append(Attempt(listing.id, listing.provider, "refused", 0, adm.refusal))
+                rate_limited = min(rate_limited or adm.retry_after_s, adm.retry_after_s)
+                continue
+            tried += 1
+            trade.listing, trade.hold = listing, hold
+            t0 = time.perf_counter_ns()
+            try:
+                resp = await rt.upstream.post(
+                    f"{listing.base_url}/chat/completions",
+                    listing.api_key,
+                    substitute_model(body, listing.upstream_model),
+                    accept_sse=pre.stream,
+                )
+            except (UpstreamTimedOut, UpstreamConnectError) as exc:
+                timed_out = isinstance(exc, UpstreamTimedOut)
+                kind = "timeout" if timed_out else "connect_error"
+                await self._fail_attempt(trade, kind, t0, kind)
+                last_error = (
+                    UpstreamTimeout("The upstream provider timed out.")
+                    if timed_out
+                    else UpstreamError("The upstream provider could not be reached.")
+                )
+                if kind in retry_on:
+                    continue
+                break
+            if resp.status != 200:
+                raw = await resp.content.read(64 * 1024)
+                resp.release()
+                await self._fail_attempt(trade, "error", t0, f"http_{resp.status}")
+                if resp.status in (400, 413, 422):
+                    raise InvalidRequest(_upstream_error_message(raw))
+                last_error = UpstreamError(f"The upstream provider answered {resp.status}.")
+                retryable = "429" if resp.status == 429 else "5xx" if resp.status >= 500 else None
+                if retryable and retryable in retry_on:
+                    continue
+                break
+            trade.attempts.append(Attempt(listing.id, listing.provider, "ok", 0))
+            if pre.stream:
+                await self._relay_stream(proto, resp, pre, trade, t0)
+            else:
+                await self._relay_body(proto, resp, pre, trade, t0)
+            return
+        if last_error is not None:
+            raise last_error
+        if rate_limited is not None:
+            raise RateLimited("Every matching listing is at its rate limit.", retry_after_s=rate_limited)
+        raise UpstreamError("No listing could serve the request.")
+
+    async def _fail_attempt(self, trade: TradeState, status: str, t0: int, error_type: str) -> None:
+        assert trade.listing is not None
+        latency = (time.perf_counter_ns() - t0) // 1_000_000
+        trade.attempts.append(Attempt(trade.listing.id, trade.listing.provider, status, latency, error_type))
+        await self.rt.state.settle(trade.request_id, 0)  # void the hold: a failed attempt costs nothing
+        self.rt.router.market.record_result(trade.listing.id, False, None, None, int(time.time() * 1000))
+        trade.listing, trade.hold = None, 0
+
+    async def _settle(
+        self, trade: TradeState, usage: Usage, status: str, error_code: str | None = None
+    ) -> None:
+        rt = self.rt
+        cost = trade.cost(usage, rt.settings.platform_fee_bps, rt.settings.reserve_bps)
+        try:
+            await rt.settler.settle(trade.row(status, usage, cost, error_code), trade.postings(cost))
+        except Exception:
+            # Not durably recorded: release the hold and charge nothing rather than guess.
+            await rt.state.settle(trade.request_id, 0)
+            raise
+        rt.settle_epoch += 1
+        await rt.state.settle(trade.request_id, cost.charge)
+
+    def _record_health(self, trade: TradeState, ok: bool, usage: Usage) -> None:
+        assert trade.listing is not None
+        tps = None
+        total_ms = trade.elapsed_ms()
+        if trade.ttft_ms is not None and total_ms > trade.ttft_ms and usage.completion:
+            tps = usage.completion * 1000.0 / (total_ms - trade.ttft_ms)
+        self.rt.router.market.record_result(
+            trade.listing.id,
+            ok,
+            float(trade.ttft_ms) if trade.ttft_ms is not None else None,
+            tps,
+            int(time.time() * 1000),
+        )
+
+    async def _relay_body(
+        self, proto: Any, resp: aiohttp.ClientResponse, pre: Any, trade: TradeState, t0: int
+    ) -> None:
+        try:
+            raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await self._fail_attempt(trade, "error", t0, type(exc).__name__)
+            raise UpstreamError("The upstream provider failed while answering.") from None
+        finally:
+            resp.release()
+        trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
+        try:
+            out = rewrite_completion(raw, trade.request_id, pre.model)
+        except NativeError:
+            await self._fail_attempt(trade, "error", t0, "invalid_body")
+            raise UpstreamError("The upstream provider sent an invalid response.") from None
+        if out["upstream_error"] is not None:
+            await self._fail_attempt(trade, "error", t0, "upstream_error_body")
+            raise UpstreamError("The upstream provider returned an error.")
+        trade.finish_reason = out["finish_reason"]
+        usage = usage_from(out["usage"], pre.prompt_tokens, out["counted_completion_tokens"])
+        await self._settle(trade, usage, "completed")
+        self._record_health(trade, True, usage)
+        send_json(proto, 200, out["body"], trade.request_id)
+
+    async def _relay_stream(
+        self, proto: Any, resp: aiohttp.ClientResponse, pre: Any, trade: TradeState, t0: int
+    ) -> None:
+        splicer = Splicer(trade.request_id, pre.model, pre.include_usage, int(time.time()))
+        splicer.set_prompt_tokens(pre.prompt_tokens)
+        transport = proto.response_stream(200, [*SSE_HEADERS, ("x-request-id", trade.request_id)])
+        status, error_code = "completed", None
+
+        async def pump() -> bytes:
+            async for chunk in resp.content.iter_any():
+                out = splicer.feed(chunk)
+                if not out:
+                    continue
+                if trade.ttft_ms is None:
+                    trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
+                if out.endswith(DONE):
+                    # The last byte waits until the trade is committed (DESIGN.md §2 step 7).
+                    out = out[: -len(DONE)]
+                if out:
+                    await transport.send_bytes(out)
+                if splicer.saw_done:
+                    break  # anything after [DONE] is ignored; don't wait for the seller to close
+            return splicer.finish()
+
+        relay = asyncio.ensure_future(pump())
+        gone = asyncio.ensure_future(proto.client_disconnect())
+        tail = b""
+        try:
+            await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if relay.done():
+                try:
+                    tail = relay.result()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status, error_code = "failed", "upstream_error"
+                    log.warning("upstream stream broke: %s", type(exc).__name__)
+                    tail = splicer.error_event("The upstream provider failed mid-stream.", "upstream_error")
+                except NativeError as exc:
+                    status, error_code = "failed", "upstream_error"
+                    log.warning("upstream stream unusable: %s", type(exc).__name__)
+                    tail = splicer.error_event(
+                        "The upstream provider sent an invalid stream.", "upstream_error"
+                    )
+                except Exception:  # the client went away while we were writing to it
+                    status = "cancelled"
+            else:
+                status = "cancelled"
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await relay
+        finally:
+            gone.cancel()
+            resp.close()  # on cancel this stops the seller generating at once
+        if splicer.upstream_error is not None and status == "completed":
+            status, error_code = "failed", "upstream_error"
+        trade.finish_reason = splicer.finish_reason or ("error" if status == "failed" else None)
+        usage = usage_from(
+            splicer.usage if splicer.usage_source == "upstream" else None,
+            pre.prompt_tokens,
+            splicer.counted_completion_tokens,
+        )
+        try:
+            await self._settle(trade, usage, status, error_code)
+        except Exception as exc:
+            # Headers are gone already: end the stream with an error event instead of a silent close.
+            log.error("stream settlement failed: %s", type(exc).__name__)
+            tail = splicer.error_event(
+                "The trade could not be recorded; you were not charged.", "service_unavailable"
+            )
+        self._record_health(trade, status == "completed", usage)
+        if status != "cancelled":
+            with contextlib.suppress(Exception):
+                # Exactly one [DONE], and only now that the trade is committed.
+                await transport.send_bytes(tail if tail.endswith(DONE) else tail + DONE)

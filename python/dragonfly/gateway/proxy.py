@@ -1,0 +1,53 @@
+"""Everything the data plane does not own goes to the control plane on its internal port: a plain
+streaming pass-through (DESIGN.md §2, one public port)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from dragonfly.errors import ServiceUnavailable
+from dragonfly.gateway.http import read_body
+
+if TYPE_CHECKING:
+    from dragonfly.gateway.runtime import Runtime
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# The control plane enforces its own, smaller limits; this only bounds what we buffer.
+_MAX_FORWARD = 8 * 1024 * 1024
+
+
+async def forward(rt: Runtime, scope: Any, proto: Any, request_id: str, control_url: str) -> None:
+    body = await read_body(proto, scope.headers, _MAX_FORWARD)
+    headers = {k: v for k, v in scope.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers["x-request-id"] = request_id
+    peer = (scope.client or "").rsplit(":", 1)[0]
+    headers["x-forwarded-for"] = peer
+    url = control_url + scope.path + (f"?{scope.query_string}" if scope.query_string else "")
+    try:
+        resp = await rt.upstream.request(scope.method, url, data=body, headers=headers)
+    except (aiohttp.ClientError, OSError):
+        raise ServiceUnavailable("The control plane is unavailable.") from None
+    try:
+        out_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP]
+        if not any(k.lower() == "x-request-id" for k, _ in out_headers):
+            out_headers.append(("x-request-id", request_id))
+        transport = proto.response_stream(resp.status, out_headers)
+        async for chunk in resp.content.iter_any():
+            await transport.send_bytes(chunk)
+    finally:
+        resp.release()

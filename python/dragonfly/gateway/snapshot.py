@@ -1,0 +1,151 @@
+"""The in-memory view the hot path reads: keys, routing profiles, listings. Built whole from the
+database and swapped atomically on every change-sequence bump, so a request never sees half an update."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dragonfly.security.secretbox import SecretBox
+from dragonfly.storage.ports import Executor
+from dragonfly.storage.sql.repos import snapshot as rows
+
+log = logging.getLogger("dragonfly.gateway.snapshot")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: str
+    account_id: str
+    budget_micros: int | None
+    profile_id: str | None
+    ip_allow: tuple[Network, ...]
+    ip_deny: tuple[Network, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileInfo:
+    id: str
+    account_id: str
+    strategy: str
+    config: dict[str, Any]
+
+    @property
+    def fallback_attempts(self) -> int:
+        fb = self.config.get("fallback") or {}
+        if fb.get("enabled", True) is False:
+            return 1
+        return max(1, min(5, int(fb.get("max_attempts", 3))))
+
+    @property
+    def retry_on(self) -> frozenset[str]:
+        fb = self.config.get("fallback") or {}
+        return frozenset(fb.get("retry_on") or ("429", "5xx", "timeout", "connect_error"))
+
+
+@dataclass(frozen=True, slots=True)
+class ListingInfo:
+    id: str
+    seller_id: str
+    model: str
+    upstream_model: str
+    kind: str
+    provider: str
+    base_url: str
+    api_key: str = field(repr=False)
+    input_price: int
+    output_price: int
+    cached_input_price: int | None
+    rpm_cap: int | None
+    concurrency_cap: int | None
+    context_length: int | None
+    status: str
+    contract_status: str
+
+    @property
+    def routable(self) -> bool:
+        return self.status == "active" and self.contract_status in ("active", "degraded")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int
+    keys_by_hash: dict[str, KeyInfo]
+    profiles: dict[str, ProfileInfo]
+    default_profile: dict[str, str]  # account id -> its default profile id
+    listings_by_model: dict[str, tuple[ListingInfo, ...]]
+    listings_by_id: dict[str, ListingInfo]
+
+
+def _networks(raw: str | None) -> tuple[Network, ...]:
+    out = []
+    for cidr in orjson.loads(raw or "[]"):
+        try:
+            out.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            log.warning("ignoring invalid CIDR in a key's IP list")
+    return tuple(out)
+
+
+async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> Snapshot:
+    keys = {}
+    for r in await rows.live_keys(db, now_ms):
+        cents = r["monthly_budget_cents"]
+        keys[r["key_hash"]] = KeyInfo(
+            id=r["id"],
+            account_id=r["account_id"],
+            budget_micros=None if cents is None else int(cents) * 10_000,
+            profile_id=r["routing_profile_id"],
+            ip_allow=_networks(r["ip_whitelist"]),
+            ip_deny=_networks(r["ip_blacklist"]),
+        )
+    profiles: dict[str, ProfileInfo] = {}
+    defaults: dict[str, str] = {}
+    for r in await rows.live_profiles(db):
+        profiles[r["id"]] = ProfileInfo(
+            r["id"], r["account_id"], r["strategy"], orjson.loads(r["config"] or "{}")
+        )
+        if r["is_default"]:
+            defaults[r["account_id"]] = r["id"]
+    by_model: dict[str, list[ListingInfo]] = {}
+    by_id: dict[str, ListingInfo] = {}
+    for r in await rows.routable_listings(db):
+        try:
+            api_key = box.open(r["key_ciphertext"], r["pool_key_id"])
+        except ValueError:
+            log.error("listing %s: provider key does not decrypt; skipped", r["id"])
+            continue
+        listing = ListingInfo(
+            id=r["id"],
+            seller_id=r["account_id"],
+            model=r["model"],
+            upstream_model=r["upstream_model"],
+            kind=r["kind"],
+            provider=r["provider"],
+            base_url=r["base_url"].rstrip("/"),
+            api_key=api_key,
+            input_price=int(r["input_price"]),
+            output_price=int(r["output_price"]),
+            cached_input_price=None if r["cached_input_price"] is None else int(r["cached_input_price"]),
+            rpm_cap=r["rpm_cap"],
+            concurrency_cap=r["concurrency_cap"],
+            context_length=r["context_length"],
+            status=r["status"] if r["pool_status"] == "active" else "paused",
+            contract_status=r["contract_status"],
+        )
+        by_model.setdefault(listing.model, []).append(listing)
+        by_id[listing.id] = listing
+    return Snapshot(
+        seq=seq,
+        keys_by_hash=keys,
+        profiles=profiles,
+        default_profile=defaults,
+        listings_by_model={m: tuple(v) for m, v in by_model.items()},
+        listings_by_id=by_id,
+    )

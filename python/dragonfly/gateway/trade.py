@@ -1,0 +1,149 @@
+"""Everything one inference request accumulates on its way through the gateway, and how it becomes a
+trade row, a journal and a state-store settlement."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dragonfly.domain.ledger import Posting, trade_postings
+from dragonfly.domain.money import TradeCost, trade_cost
+from dragonfly.gateway.snapshot import KeyInfo, ListingInfo
+from dragonfly.ids import now_ms
+from dragonfly.storage.sql.repos.trades import TradeRow
+
+# Upstream usage above the local count by more than this is flagged for review (tokenizers differ, so
+# small differences are normal; a seller inflating usage is not).
+_AUDIT_RATIO = 1.5
+_AUDIT_SLACK = 16
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    native_prompt: int | None = None
+    native_completion: int | None = None
+    counted_completion: int | None = None
+
+    @property
+    def audit(self) -> str:
+        if self.native_completion is None or self.counted_completion is None:
+            return "unverifiable"
+        if self.native_completion > self.counted_completion * _AUDIT_RATIO + _AUDIT_SLACK:
+            return "flagged"
+        return "ok"
+
+
+def usage_from(upstream: Mapping[str, object] | None, prompt_counted: int, completion_counted: int) -> Usage:
+    """Bill on the seller's reported usage when present, else on Dragonfly's own count."""
+    u = Usage(prompt=prompt_counted, completion=completion_counted, counted_completion=completion_counted)
+    if upstream:
+        p, c = upstream.get("prompt_tokens"), upstream.get("completion_tokens")
+        if isinstance(p, int) and p >= 0:
+            u.prompt = u.native_prompt = p
+        if isinstance(c, int) and c >= 0:
+            u.completion = u.native_completion = c
+        cached = upstream.get("cached_tokens")
+        if isinstance(cached, int) and cached >= 0:
+            u.cached = cached
+    return u
+
+
+@dataclass(slots=True)
+class Attempt:
+    listing_id: str
+    provider: str
+    status: str  # ok | error | timeout | connect_error | refused
+    latency_ms: int
+    error_type: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "listing_id": self.listing_id,
+            "provider": self.provider,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+        }
+        if self.error_type:
+            d["error_type"] = self.error_type
+        return d
+
+
+@dataclass(slots=True)
+class TradeState:
+    request_id: str
+    key: KeyInfo
+    model: str
+    streamed: bool
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    created_ms: int = field(default_factory=now_ms)
+    attempts: list[Attempt] = field(default_factory=list)
+    listing: ListingInfo | None = None
+    hold: int = 0
+    hold_prompt_tokens: int = 0
+    hold_completion_tokens: int = 0
+    ttft_ms: int | None = None
+    finish_reason: str | None = None
+
+    def elapsed_ms(self) -> int:
+        return (time.perf_counter_ns() - self.started_ns) // 1_000_000
+
+    def cost(self, usage: Usage, fee_bps: int, reserve_bps: int) -> TradeCost:
+        assert self.listing is not None
+        # Never settle above the hold (invariant 3): tokens beyond what admission reserved are not billed.
+        return trade_cost(
+            prompt_tokens=min(usage.prompt, self.hold_prompt_tokens),
+            completion_tokens=min(usage.completion, self.hold_completion_tokens),
+            cached_tokens=usage.cached,
+            input_price=self.listing.input_price,
+            output_price=self.listing.output_price,
+            cached_input_price=self.listing.cached_input_price,
+            fee_bps=fee_bps,
+            reserve_bps=reserve_bps,
+        )
+
+    def row(
+        self, status: str, usage: Usage | None, cost: TradeCost | None, error_code: str | None
+    ) -> TradeRow:
+        lst = self.listing
+        u = usage or Usage()
+        return TradeRow(
+            id=self.request_id,
+            buyer_account_id=self.key.account_id,
+            key_id=self.key.id,
+            model=self.model,
+            upstream_model=lst.upstream_model if lst else None,
+            listing_id=lst.id if lst else None,
+            seller_account_id=lst.seller_id if lst else None,
+            provider=lst.provider if lst else None,
+            streamed=int(self.streamed),
+            status=status,
+            finish_reason=self.finish_reason,
+            error_code=error_code,
+            latency_ms=self.elapsed_ms(),
+            ttft_ms=self.ttft_ms,
+            tokens_prompt=u.prompt,
+            tokens_completion=u.completion,
+            tokens_cached=u.cached,
+            native_tokens_prompt=u.native_prompt,
+            native_tokens_completion=u.native_completion,
+            counted_tokens_completion=u.counted_completion,
+            usage_audit=u.audit if usage else "unverifiable",
+            hold_micros=self.hold if cost else 0,
+            cost_micros=cost.charge if cost else 0,
+            seller_payout_micros=(cost.payout + cost.reserve) if cost else 0,
+            platform_fee_micros=(cost.fee + cost.rounding) if cost else 0,
+            attempts=orjson.dumps([a.as_dict() for a in self.attempts]).decode(),
+            created_at=self.created_ms,
+            settled_at=now_ms(),
+        )
+
+    def postings(self, cost: TradeCost) -> list[Posting]:
+        assert self.listing is not None
+        return trade_postings(self.key.account_id, self.listing.seller_id, cost)

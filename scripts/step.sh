@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Usage: scripts/step.sh "label" command [args...]
+# Runs one build/check step, announcing it, and names it loudly if it fails.
+set -uo pipefail
+label=$1
+shift
+printf '\n==> %s\n' "$label"
+"$@"
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  printf '\n*** FAILED step: %s (exit %d)\n' "$label" "$rc" >&2
+fi
+exit "$rc"

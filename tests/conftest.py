@@ -1,0 +1,134 @@
+"""Shared fixtures: throwaway PostgreSQL and Redis (lazy, once per session), databases per test, the demo
+seller, and managed subprocesses whose output is printed when a test fails.
+
+Fixtures
+  pg_cluster        session   PostgresCluster (started on first use)
+  pg_url            session   postgresql://dragonfly@127.0.0.1:PORT/postgres (admin database)
+  pg_database_url   function  a fresh empty database `t_<random>`, dropped afterwards
+  database_url      function  parametrised [sqlite, postgres]: a fresh sqlite:///… file or PG database
+  redis_server      session   RedisServer (start/stop/kill/flushall/ping; restarts on the same port)
+  redis_url         session   redis://127.0.0.1:PORT/0
+  fresh_redis_url   function  redis_url, with the server (re)started if a test stopped it, and flushed
+  processes         function  ProcessGroup: .start(argv, ready_port, env) → ManagedProcess, all stopped
+  demo_seller       function  a running DemoSeller (defaults) in a background thread
+  demo_seller_factory function  make_seller(**knobs) → running DemoSeller; all stopped afterwards
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.processes import ProcessGroup
+from support.services import PostgresCluster, RedisServer
+
+from dragonfly.demo.seller import DemoSeller, SellerThread
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item (`item.rep_setup`, `rep_call`) so fixtures see failures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _test_failed(node: pytest.Item) -> bool:
+    return any(getattr(getattr(node, f"rep_{when}", None), "failed", False) for when in ("setup", "call"))
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    return pg_cluster.url()
+
+
+@pytest.fixture
+def pg_database_url(pg_cluster: PostgresCluster) -> Iterator[str]:
+    name = pg_cluster.create_database()
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'df.db'}"
+    return str(request.getfixturevalue("pg_database_url"))
+
+
+# -- Redis ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def fresh_redis_url(redis_server: RedisServer) -> str:
+    redis_server.start()  # no-op when running; brings it back if an earlier test stopped it
+    redis_server.flushall()
+    return redis_server.url
+
+
+# -- subprocesses and the demo seller -------------------------------------------------------------------
+
+
+@pytest.fixture
+def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessGroup]:
+    group = ProcessGroup(tmp_path / "proc-logs")
+    try:
+        yield group
+    finally:
+        group.stop_all()
+        if _test_failed(request.node):
+            group.dump()
+
+
+@pytest.fixture
+def demo_seller_factory() -> Iterator[Callable[..., DemoSeller]]:
+    threads: list[SellerThread] = []
+
+    def make_seller(**knobs: Any) -> DemoSeller:
+        thread = DemoSeller(**knobs).run_in_thread()
+        threads.append(thread)
+        return thread.seller
+
+    yield make_seller
+    for thread in threads:
+        thread.stop()
+
+
+@pytest.fixture
+def demo_seller(demo_seller_factory: Callable[..., DemoSeller]) -> DemoSeller:
+    return demo_seller_factory()

@@ -1,0 +1,160 @@
+"""The buyer's view through the real `openai` SDK against a running `dragonfly serve`, on both storage
+backends: answers, receipts, money moved exactly, and the documented errors."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import openai
+import pytest
+import requests
+from conftest import Market, seed_buyer
+from openai import OpenAI
+
+from dragonfly.domain.ledger import buyer_cash, seller_locked, seller_reserve
+from dragonfly.storage.sql import open_database
+from dragonfly.storage.sql.repos import ledger
+
+MESSAGES = [{"role": "user", "content": "Hello market"}]
+
+
+def client(m: Market, key: str | None = None) -> OpenAI:
+    return OpenAI(base_url=m.base_url, api_key=key or m.buyer_key, max_retries=0, timeout=30)
+
+
+async def _balances(m: Market) -> tuple[int, int]:
+    db = await open_database(m.settings.database_url)
+    try:
+        buyer = await ledger.balance(db, buyer_cash(m.buyer_id))
+        seller = await ledger.balance(db, seller_locked(m.seller_id)) + await ledger.balance(
+            db, seller_reserve(m.seller_id)
+        )
+        return buyer, seller
+    finally:
+        await db.close()
+
+
+def balances(m: Market) -> tuple[int, int]:
+    return asyncio.run(_balances(m))
+
+
+def micros(usd: str) -> int:
+    return int(Decimal(usd) * 1_000_000)
+
+
+def receipt(m: Market, request_id: str) -> dict:
+    r = requests.get(
+        f"{m.base_url}/generation",
+        params={"id": request_id},
+        headers={"Authorization": f"Bearer {m.buyer_key}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"]
+    return r.json()["data"]
+
+
+def test_non_streaming_chat_is_answered_billed_and_receipted(market: Market) -> None:
+    before_buyer, before_seller = balances(market)
+    raw = client(market).chat.completions.with_raw_response.create(model="demo/echo-1", messages=MESSAGES)
+    request_id = raw.headers["x-request-id"]
+    resp = raw.parse()
+    assert resp.choices[0].message.content == "Echo: Hello market"
+    assert resp.model == "demo/echo-1"
+    assert resp.id == request_id
+    assert resp.usage is not None and resp.usage.completion_tokens > 0
+    r = receipt(market, request_id)
+    assert r["status"] == "completed" and r["listing_id"] == market.listing_id
+    assert r["seller_id"] == market.seller_id and r["provider"] == "custom"
+    assert r["tokens_prompt"] == resp.usage.prompt_tokens
+    assert r["tokens_completion"] == resp.usage.completion_tokens
+    assert r["upstream_model"] == "echo-1" and r["streamed"] is False
+    cost, payout, fee = (
+        micros(r["total_cost_usd"]),
+        micros(r["seller_payout_usd"]),
+        micros(r["platform_fee_usd"]),
+    )
+    assert cost > 0 and cost == payout + fee
+    after_buyer, after_seller = balances(market)
+    assert before_buyer - after_buyer == cost
+    assert after_seller - before_seller == payout
+
+
+def test_streaming_chat_delivers_content_and_usage(market: Market) -> None:
+    before_buyer, _ = balances(market)
+    raw = client(market).chat.completions.with_raw_response.create(
+        model="demo/echo-1", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    request_id = raw.headers["x-request-id"]
+    text, usage, ids = "", None, set()
+    for chunk in raw.parse():
+        ids.add(chunk.id)
+        assert chunk.model == "demo/echo-1"
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.usage is not None:
+            usage = chunk.usage
+    assert text == "Echo: Hello market"
+    assert ids == {request_id}
+    assert usage is not None and usage.completion_tokens > 0
+    r = receipt(market, request_id)
+    assert r["streamed"] is True and r["status"] == "completed" and r["finish_reason"] == "stop"
+    assert r["tokens_completion"] == usage.completion_tokens
+    after_buyer, _ = balances(market)
+    assert before_buyer - after_buyer == micros(r["total_cost_usd"])
+
+
+def test_wrong_key_is_an_authentication_error(market: Market) -> None:
+    with pytest.raises(openai.AuthenticationError) as exc:
+        client(market, key="sk-df-" + "x" * 43).chat.completions.create(
+            model="demo/echo-1", messages=MESSAGES
+        )
+    assert exc.value.response.headers["x-request-id"]
+    assert exc.value.body["code"] == "invalid_api_key"  # type: ignore[index]
+
+
+def test_unknown_model_is_not_found(market: Market) -> None:
+    with pytest.raises(openai.NotFoundError) as exc:
+        client(market).chat.completions.create(model="nobody/nothing", messages=MESSAGES)
+    assert exc.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
+def test_empty_balance_is_402_without_retry(market: Market) -> None:
+    _, broke_key = asyncio.run(seed_buyer(market.settings, credit_cents=0, email="broke@e2e.test"))
+    import time
+
+    time.sleep(1.5)  # the new key reaches the data plane's snapshot
+    raw = requests.post(
+        f"{market.base_url}/chat/completions",
+        json={"model": "demo/echo-1", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {broke_key}"},
+        timeout=10,
+    )
+    assert raw.status_code == 402
+    assert raw.headers["x-should-retry"] == "false"
+    assert raw.headers["x-request-id"]
+    assert raw.json()["error"]["code"] == "insufficient_balance"
+    with pytest.raises(openai.APIStatusError) as exc:
+        client(market, key=broke_key).chat.completions.create(model="demo/echo-1", messages=MESSAGES)
+    assert exc.value.status_code == 402
+
+
+def test_bad_json_is_invalid_request(market: Market) -> None:
+    r = requests.post(
+        f"{market.base_url}/chat/completions",
+        data=b"{not json",
+        headers={"Authorization": f"Bearer {market.buyer_key}", "content-type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_request" and r.headers["x-request-id"]
+    assert "Traceback" not in r.text
+
+
+def test_models_lists_the_market(market: Market) -> None:
+    models = client(market).models.list()
+    ids = {m.id for m in models.data}
+    assert "demo/echo-1" in ids
+    entry = next(m for m in models.data if m.id == "demo/echo-1").model_dump()
+    assert entry["listings"] == 1 and entry["pricing"]["input_per_mtok"]["min"] == "1"

@@ -1,0 +1,77 @@
+"""When sellers fail, the buyer gets the documented error and pays nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import requests
+from conftest import _settings, seed_buyer, seed_listing, start_serve
+from support.processes import ProcessGroup
+
+from dragonfly.demo.seller import DemoSeller
+from dragonfly.domain.ledger import buyer_cash
+from dragonfly.storage.sql import open_database
+from dragonfly.storage.sql.repos import ledger
+
+MESSAGES = [{"role": "user", "content": "Hello"}]
+
+
+async def _buyer_balance(url: str, buyer_id: str) -> int:
+    db = await open_database(url)
+    try:
+        return await ledger.balance(db, buyer_cash(buyer_id))
+    finally:
+        await db.close()
+
+
+def test_dead_listing_gives_502_and_no_charge(
+    database_url: str, tmp_path: Path, processes: ProcessGroup
+) -> None:
+    settings = _settings(database_url, tmp_path / "data")
+    seller = DemoSeller()
+    with seller.run_in_thread():
+        asyncio.run(seed_listing(settings, seller))  # probed while alive: the listing is active
+    # The seller is gone now: its port is dead.
+    buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))
+    origin = start_serve(processes, settings)
+    before = asyncio.run(_buyer_balance(settings.database_url, buyer_id))
+    r = requests.post(
+        f"{origin}/v1/chat/completions",
+        json={"model": "demo/echo-1", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 502, r.text
+    assert r.json()["error"]["code"] == "upstream_error"
+    request_id = r.headers["x-request-id"]
+    assert asyncio.run(_buyer_balance(settings.database_url, buyer_id)) == before
+    receipt = requests.get(
+        f"{origin}/v1/generation",
+        params={"id": request_id},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()["data"]
+    assert receipt["status"] == "failed" and receipt["total_cost_usd"] == "0.000000"
+    assert receipt["attempts"] and receipt["attempts"][0]["error_type"] == "connect_error"
+
+
+def test_seller_error_status_is_upstream_error(
+    database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    settings = _settings(database_url, tmp_path / "data")
+    healthy = demo_seller_factory()
+    asyncio.run(seed_listing(settings, healthy))
+    buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))
+    origin = start_serve(processes, settings)
+    healthy.config.fail_status = 503  # the seller starts failing after admission
+    time.sleep(0.1)
+    r = requests.post(
+        f"{origin}/v1/chat/completions",
+        json={"model": "demo/echo-1", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
+    assert asyncio.run(_buyer_balance(settings.database_url, buyer_id)) == 1_000_000

@@ -1,0 +1,1 @@
+"""Test infrastructure: throwaway services, managed subprocesses, the demo seller launchers."""
