@@ -61,6 +61,7 @@ async def seed_listing(
     seller_email: str = "seller@e2e.test",
     input_price: str = "1.00",
     output_price: str = "2.00",
+    kind: str = "chat",
 ) -> tuple[str, str]:
     """A seller account with a pool key on `seller` and an active (probed) listing. Returns ids."""
     db = await open_database(settings.database_url)
@@ -86,6 +87,7 @@ async def seed_listing(
             input_price_per_mtok=input_price,
             output_price_per_mtok=output_price,
             upstream_model="echo-1",
+            kind=kind,
         )
         run = await probe_listing(db, settings, SecretBox(settings.secret_key), listing["id"])
         assert run.get("passed"), run
@@ -110,7 +112,7 @@ async def seed_buyer(
         await db.close()
 
 
-def start_serve(processes: ProcessGroup, settings: Settings) -> str:
+def start_serve(processes: ProcessGroup, settings: Settings, *, read_timeout_s: float = 5) -> str:
     port = free_port()
     processes.start(
         [sys.executable, "-m", "dragonfly.cli", "serve", "--no-demo", "--port", str(port)],
@@ -122,7 +124,7 @@ def start_serve(processes: ProcessGroup, settings: Settings) -> str:
             "DRAGONFLY_ALLOW_PRIVATE_UPSTREAMS": "1",
             "DRAGONFLY_MAIL_BACKEND": "file",
             "DRAGONFLY_UPSTREAM_CONNECT_TIMEOUT_S": "2",
-            "DRAGONFLY_UPSTREAM_READ_TIMEOUT_S": "5",
+            "DRAGONFLY_UPSTREAM_READ_TIMEOUT_S": str(read_timeout_s),
         },
         timeout_s=60,
     )

@@ -75,3 +75,24 @@ def test_seller_error_status_is_upstream_error(
     )
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
     assert asyncio.run(_buyer_balance(settings.database_url, buyer_id)) == 1_000_000
+
+
+def test_slow_seller_is_upstream_timeout_and_no_charge(
+    database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    settings = _settings(database_url, tmp_path / "data")
+    seller = demo_seller_factory()
+    asyncio.run(seed_listing(settings, seller))
+    buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))
+    origin = start_serve(processes, settings, read_timeout_s=1)
+    seller.config.first_token_delay_s = 3.0  # slower than the gateway's read timeout
+    r = requests.post(
+        f"{origin}/v1/chat/completions",
+        json={"model": "demo/echo-1", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 504, r.text
+    assert r.json()["error"]["code"] == "upstream_timeout"
+    assert r.headers["x-request-id"]
+    assert asyncio.run(_buyer_balance(settings.database_url, buyer_id)) == 1_000_000

@@ -12,7 +12,7 @@ from typing import Any
 from dragonfly.config import Settings
 from dragonfly.errors import DragonflyError, InternalError, NotFound
 from dragonfly.gateway import catalog, proxy
-from dragonfly.gateway.chat import ChatCompletions
+from dragonfly.gateway.chat import Inference
 from dragonfly.gateway.http import send_error, send_json
 from dragonfly.gateway.runtime import Runtime
 from dragonfly.ids import new_id
@@ -27,9 +27,11 @@ class GatewayApp:
         self.settings = settings
         self.rt = Runtime(settings)
         self.control_url = control_url
-        chat = ChatCompletions(self.rt)
+        chat = Inference(self.rt, "chat", "/chat/completions")
+        embeddings = Inference(self.rt, "embeddings", "/embeddings")
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): chat,
+            ("POST", "/v1/embeddings"): embeddings,
             ("GET", "/v1/models"): lambda s, p, r: catalog.list_models(self.rt, s, p, r),
             ("GET", "/v1/generation"): lambda s, p, r: catalog.get_generation(self.rt, s, p, r),
             ("GET", "/healthz"): self._health,

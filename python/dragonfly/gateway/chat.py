@@ -1,5 +1,5 @@
-"""POST /v1/chat/completions: pre-parse, authenticate, rank, admit, forward with fallback, splice,
-settle. The order of these steps is the request life cycle of DESIGN.md §2."""
+"""POST /v1/chat/completions and /v1/embeddings: pre-parse, authenticate, rank, admit, forward with
+fallback, splice, settle. The order of these steps is the request life cycle of DESIGN.md §2."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from dragonfly.errors import (
 )
 from dragonfly.gateway.auth import authenticate, check_ip, client_ip
 from dragonfly.gateway.http import read_body, send_json
+from dragonfly.gateway.override import narrow, override_profile, parse_override
 from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
 from dragonfly.gateway.upstream import UpstreamConnectError, UpstreamTimedOut
 from dragonfly.native import NativeError
@@ -58,9 +59,14 @@ def _upstream_error_message(raw: bytes) -> str:
     return "The upstream provider rejected the request."
 
 
-class ChatCompletions:
-    def __init__(self, rt: Runtime) -> None:
+class Inference:
+    """One OpenAI endpoint relayed to listings of one kind (`chat` at /chat/completions, `embeddings`
+    at /embeddings). Embeddings have no completion tokens and never stream."""
+
+    def __init__(self, rt: Runtime, kind: str = "chat", upstream_path: str = "/chat/completions") -> None:
         self.rt = rt
+        self.kind = kind
+        self.upstream_path = upstream_path
 
     async def __call__(self, scope: Any, proto: Any, request_id: str) -> None:
         rt = self.rt
@@ -75,7 +81,8 @@ class ChatCompletions:
         check_ip(key, client_ip(scope, headers, rt.settings.trusted_proxies))
         if not pre.model:
             raise InvalidRequest("you must provide a model parameter", param="model")
-        trade = TradeState(request_id=request_id, key=key, model=pre.model, streamed=pre.stream)
+        streamed = pre.stream and self.kind == "chat"
+        trade = TradeState(request_id=request_id, key=key, model=pre.model, streamed=streamed)
         try:
             await self._trade(proto, body, pre, trade)
         except DragonflyError as err:
@@ -89,13 +96,17 @@ class ChatCompletions:
     async def _trade(self, proto: Any, body: bytes, pre: Any, trade: TradeState) -> None:
         rt = self.rt
         snap = rt.snapshot
-        profile = rt.router.profile_for(snap, trade.key)
+        override = parse_override(pre.dragonfly)
+        profile = override_profile(
+            snap, trade.key.account_id, rt.router.profile_for(snap, trade.key), override
+        )
         max_attempts = profile.fallback_attempts
         retry_on = profile.retry_on
         now = int(time.time() * 1000)
         seed = zlib.crc32(trade.request_id.encode())
-        candidates = rt.router.candidates(snap, profile, pre.model, "chat", now, seed, max_attempts + 4)
-        completion_hold = pre.max_tokens or DEFAULT_COMPLETION_HOLD
+        candidates = rt.router.candidates(snap, profile, pre.model, self.kind, now, seed, max_attempts + 4)
+        candidates = narrow(candidates, override, pre.model)
+        completion_hold = 0 if self.kind == "embeddings" else pre.max_tokens or DEFAULT_COMPLETION_HOLD
         trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
         trade.hold_completion_tokens = completion_hold * max(1, pre.n)
         last_error: DragonflyError | None = None
@@ -136,10 +147,10 @@ class ChatCompletions:
             t0 = time.perf_counter_ns()
             try:
                 resp = await rt.upstream.post(
-                    f"{listing.base_url}/chat/completions",
+                    listing.base_url + self.upstream_path,
                     listing.api_key,
                     substitute_model(body, listing.upstream_model),
-                    accept_sse=pre.stream,
+                    accept_sse=trade.streamed,
                 )
             except (UpstreamTimedOut, UpstreamConnectError) as exc:
                 timed_out = isinstance(exc, UpstreamTimedOut)
@@ -165,7 +176,7 @@ class ChatCompletions:
                     continue
                 break
             trade.attempts.append(Attempt(listing.id, listing.provider, "ok", 0))
-            if pre.stream:
+            if trade.streamed:
                 await self._relay_stream(proto, resp, pre, trade, t0)
             else:
                 await self._relay_body(proto, resp, pre, trade, t0)
@@ -217,7 +228,10 @@ class ChatCompletions:
     ) -> None:
         try:
             raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:  # aiohttp's read timeouts are TimeoutError subclasses
+            await self._fail_attempt(trade, "timeout", t0, "timeout")
+            raise UpstreamTimeout("The upstream provider timed out.") from None
+        except aiohttp.ClientError as exc:
             await self._fail_attempt(trade, "error", t0, type(exc).__name__)
             raise UpstreamError("The upstream provider failed while answering.") from None
         finally:
