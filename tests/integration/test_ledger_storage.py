@@ -82,3 +82,33 @@ async def test_entries_are_append_only(database_url: str) -> None:
         assert await db.fetch_val("SELECT COUNT(*) FROM entries") == 2
     finally:
         await db.close()
+
+
+async def test_batch_posting_matches_single_posting_and_skips_replays(database_url: str) -> None:
+    db = await open_database(database_url)
+    try:
+        cost = trade_cost(
+            prompt_tokens=10,
+            completion_tokens=20,
+            cached_tokens=0,
+            input_price=3_000_000,
+            output_price=7_000_000,
+            cached_input_price=None,
+            fee_bps=1000,
+            reserve_bps=500,
+        )
+        batch = [("trade", f"t{i}", trade_postings(f"b{i % 2}", "s1", cost), 10 + i) for i in range(5)]
+        async with db.transaction() as tx:
+            assert await ledger.post_journals_batch(tx, batch) == 5
+        async with db.transaction() as tx:
+            assert await ledger.post_journals_batch(tx, batch) == 0  # replay of the same refs
+        assert await ledger.balance(db, buyer_cash("b0")) == -3 * cost.charge
+        assert await ledger.balance(db, buyer_cash("b1")) == -2 * cost.charge
+        sums = await db.fetch_all("SELECT account, SUM(amount) AS total FROM entries GROUP BY account")
+        stored = {
+            r["account"]: int(r["amount"]) for r in await db.fetch_all("SELECT account, amount FROM balances")
+        }
+        assert {r["account"]: int(r["total"]) for r in sums} == stored
+        assert await db.fetch_val("SELECT COUNT(*) FROM journals") == 5
+    finally:
+        await db.close()

@@ -62,13 +62,15 @@ class SettlementWriter:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        # A constant number of statements per batch, whatever its size (each SQLite statement is a hop
+        # to the database thread; each PostgreSQL one a round trip).
+        by_id = {p.trade.id: p for p in batch}
         async with self._db.transaction() as tx:
-            for p in batch:
-                fresh = await trades.insert(tx, p.trade)
-                if fresh and p.postings:
-                    await ledger.post_journal(
-                        tx, kind="trade", ref=p.trade.id, postings=p.postings, now=p.trade.settled_at
-                    )
+            fresh = await trades.insert_many(tx, [p.trade for p in by_id.values()])
+            await ledger.post_journals_batch(
+                tx,
+                [("trade", t.id, by_id[t.id].postings, t.settled_at) for t in fresh if by_id[t.id].postings],
+            )
 
     async def close(self) -> None:
         # Drain what is queued so every response already promised is committed.

@@ -48,3 +48,49 @@ async def balance(db: Executor, account: str) -> int:
 async def balances_with_prefix(db: Executor, prefix: str) -> dict[str, int]:
     rows = await db.fetch_all("SELECT account, amount FROM balances WHERE account LIKE $1", prefix + "%")
     return {r["account"]: int(r["amount"]) for r in rows}
+
+
+async def post_journals_batch(
+    tx: Executor, journals: list[tuple[str, str, list[Posting], int]], *, skip_existing: bool = True
+) -> int:
+    """Append many balanced journals `(kind, ref, postings, now)` with a constant number of statements
+    (group commit of trade settlements). Journals whose (kind, ref) already exist are skipped first, so
+    a replayed batch posts nothing twice. Returns how many were posted."""
+    if not journals:
+        return 0
+    todo = [(k, r, check_balanced(p), now) for k, r, p, now in journals]
+    if skip_existing:
+        existing: set[tuple[str, str]] = set()
+        for kind in {k for k, _, _, _ in todo}:
+            refs = [r for k, r, _, _ in todo if k == kind]
+            placeholders = ", ".join(f"${i + 2}" for i in range(len(refs)))
+            rows = await tx.fetch_all(
+                f"SELECT ref FROM journals WHERE kind = $1 AND ref IN ({placeholders})", kind, *refs
+            )
+            existing.update((kind, row["ref"]) for row in rows)
+        todo = [j for j in todo if (j[0], j[1]) not in existing]
+    if not todo:
+        return 0
+    ids = [new_id() for _ in todo]
+    await tx.execute_many(
+        "INSERT INTO journals (id, kind, ref, memo, created_at) VALUES ($1, $2, $3, NULL, $4)",
+        [(jid, k, r, now) for jid, (k, r, _, now) in zip(ids, todo, strict=True)],
+    )
+    await tx.execute_many(
+        "INSERT INTO entries (journal_id, account, amount, created_at) VALUES ($1, $2, $3, $4)",
+        [
+            (jid, p.account, p.amount, now)
+            for jid, (_, _, lines, now) in zip(ids, todo, strict=True)
+            for p in lines
+        ],
+    )
+    deltas: dict[str, int] = {}
+    for _, _, lines, _ in todo:
+        for p in lines:
+            deltas[p.account] = deltas.get(p.account, 0) + p.amount
+    await tx.execute_many(
+        "INSERT INTO balances (account, amount) VALUES ($1, $2)"
+        " ON CONFLICT (account) DO UPDATE SET amount = balances.amount + excluded.amount",
+        sorted(deltas.items()),  # a fixed order keeps concurrent PostgreSQL batches from deadlocking
+    )
+    return len(todo)

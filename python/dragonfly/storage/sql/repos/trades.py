@@ -52,6 +52,26 @@ async def insert(tx: Executor, trade: TradeRow) -> bool:
     return n > 0
 
 
+async def insert_many(tx: Executor, rows: list[TradeRow]) -> list[TradeRow]:
+    """Insert a batch; returns the rows that were new (a replayed request id is skipped)."""
+    if not rows:
+        return []
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(rows)))
+    existing = {
+        r["id"]
+        for r in await tx.fetch_all(
+            f"SELECT id FROM trades WHERE id IN ({placeholders})", *[t.id for t in rows]
+        )
+    }
+    fresh = [t for t in rows if t.id not in existing]
+    if fresh:
+        await tx.execute_many(
+            f"INSERT INTO trades ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) ON CONFLICT (id) DO NOTHING",
+            [astuple(t) for t in fresh],
+        )
+    return fresh
+
+
 async def get_for_buyer(db: Executor, trade_id: str, buyer_account_id: str) -> Row | None:
     return await db.fetch_one(
         "SELECT * FROM trades WHERE id = $1 AND buyer_account_id = $2", trade_id, buyer_account_id
