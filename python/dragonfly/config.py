@@ -38,6 +38,7 @@ class Settings:
     platform_fee_bps: int = 1000  # 10 % of the price goes to the platform
     reserve_bps: int = 500  # 5 % of the seller payout is held in reserve
     earnings_lock_s: int = 3600
+    settlement_period_s: float = 60.0  # how often the control plane releases matured seller earnings
     trial_credit_micros: int = 100_000  # $0.10
     # Sessions.
     jwt_ttl_s: int = 3600
@@ -50,6 +51,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     workers: int = 1
     log_level: str = "info"
+    # Crash-test hook: the data plane calls os._exit at this named point of a trade (tests only).
+    failpoint: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -71,6 +74,8 @@ class Settings:
             "secret_key": e.get("DRAGONFLY_SECRET_KEY", ""),
             "platform_fee_bps": int(e.get("DRAGONFLY_PLATFORM_FEE_BPS", base.platform_fee_bps)),
             "reserve_bps": int(e.get("DRAGONFLY_RESERVE_BPS", base.reserve_bps)),
+            "earnings_lock_s": int(e.get("DRAGONFLY_EARNINGS_LOCK_S", base.earnings_lock_s)),
+            "settlement_period_s": float(e.get("DRAGONFLY_SETTLEMENT_PERIOD_S", base.settlement_period_s)),
             "trial_credit_micros": int(e.get("DRAGONFLY_TRIAL_CREDIT_MICROS", base.trial_credit_micros)),
             "jwt_ttl_s": int(e.get("DRAGONFLY_JWT_TTL_S", base.jwt_ttl_s)),
             "max_body_bytes": int(e.get("DRAGONFLY_MAX_BODY_BYTES", base.max_body_bytes)),
@@ -85,6 +90,7 @@ class Settings:
             ),
             "workers": int(e.get("DRAGONFLY_WORKERS", base.workers)),
             "log_level": e.get("DRAGONFLY_LOG_LEVEL", base.log_level),
+            "failpoint": e.get("DRAGONFLY_FAILPOINT") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(base, **values).resolved()

@@ -9,8 +9,8 @@ from decimal import Decimal
 import openai
 import pytest
 import requests
-from conftest import Market, seed_buyer
 from openai import OpenAI
+from support.market import Market, seed_buyer
 
 from dragonfly.domain.ledger import buyer_cash, seller_locked, seller_reserve
 from dragonfly.storage.sql import open_database

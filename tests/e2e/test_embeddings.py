@@ -8,8 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import requests
-from conftest import _settings, seed_buyer, seed_listing, start_serve
 from openai import OpenAI
+from support.market import market_settings, seed_buyer, seed_listing, start_serve
 from support.processes import ProcessGroup
 
 from dragonfly.demo.seller import DemoSeller
@@ -18,7 +18,7 @@ from dragonfly.demo.seller import DemoSeller
 def test_embeddings_are_routed_billed_and_receipted(
     database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller: DemoSeller
 ) -> None:
-    settings = _settings(database_url, tmp_path / "data")
+    settings = market_settings(database_url, tmp_path / "data")
     asyncio.run(seed_listing(settings, demo_seller, model="demo/embed-1", kind="embeddings"))
     _, key = asyncio.run(seed_buyer(settings, credit_cents=100))
     origin = start_serve(processes, settings)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import _settings, seed_buyer, seed_listing, start_serve
+from support.market import market_settings, seed_buyer, seed_listing, start_serve
 from support.processes import ProcessGroup
 
 from dragonfly.demo.seller import DemoSeller
@@ -29,7 +29,7 @@ async def _buyer_balance(url: str, buyer_id: str) -> int:
 def test_dead_listing_gives_502_and_no_charge(
     database_url: str, tmp_path: Path, processes: ProcessGroup
 ) -> None:
-    settings = _settings(database_url, tmp_path / "data")
+    settings = market_settings(database_url, tmp_path / "data")
     seller = DemoSeller()
     with seller.run_in_thread():
         asyncio.run(seed_listing(settings, seller))  # probed while alive: the listing is active
@@ -60,7 +60,7 @@ def test_dead_listing_gives_502_and_no_charge(
 def test_seller_error_status_is_upstream_error(
     database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
 ) -> None:
-    settings = _settings(database_url, tmp_path / "data")
+    settings = market_settings(database_url, tmp_path / "data")
     healthy = demo_seller_factory()
     asyncio.run(seed_listing(settings, healthy))
     buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))
@@ -80,7 +80,7 @@ def test_seller_error_status_is_upstream_error(
 def test_slow_seller_is_upstream_timeout_and_no_charge(
     database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
 ) -> None:
-    settings = _settings(database_url, tmp_path / "data")
+    settings = market_settings(database_url, tmp_path / "data")
     seller = demo_seller_factory()
     asyncio.run(seed_listing(settings, seller))
     buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))

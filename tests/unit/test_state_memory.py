@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dragonfly.storage.state.memory import MemoryStateStore, month_of
-from dragonfly.storage.state.ports import AdmissionRequest
+from dragonfly.storage.state.ports import AccountSeed, AdmissionRequest, StateUnavailable, seed_now
 
 NOW = 1_780_000_000_000
+
+
+async def seed(s: MemoryStateStore, balance: int, spent: int = 0) -> None:
+    await seed_now(s, AccountSeed("a1", balance, month_of(NOW), {"k1": spent}))
 
 
 def req(rid: str, hold: int, **kw: object) -> AdmissionRequest:
@@ -23,12 +27,12 @@ def req(rid: str, hold: int, **kw: object) -> AdmissionRequest:
         now_ms=NOW,
     )
     base.update(kw)
-    return AdmissionRequest(**base)  # type: ignore[arg-type]
+    return AdmissionRequest(**base)
 
 
 async def test_hold_never_exceeds_available_balance() -> None:
     s = MemoryStateStore()
-    await s.seed_account("a1", 1000)
+    await seed(s, 1000)
     assert (await s.admit(req("r1", 600))).ok
     refused = await s.admit(req("r2", 500))
     assert not refused.ok and refused.refusal == "insufficient_balance"
@@ -41,7 +45,7 @@ async def test_hold_never_exceeds_available_balance() -> None:
 
 async def test_settle_is_idempotent_and_void_costs_nothing() -> None:
     s = MemoryStateStore()
-    await s.seed_account("a1", 100)
+    await seed(s, 100)
     assert (await s.admit(req("r1", 100))).ok
     await s.settle("r1", 0)
     await s.settle("r1", 0)
@@ -50,8 +54,7 @@ async def test_settle_is_idempotent_and_void_costs_nothing() -> None:
 
 async def test_key_budget_counts_spend_and_holds() -> None:
     s = MemoryStateStore()
-    await s.seed_account("a1", 10_000)
-    await s.seed_key_spend("k1", month_of(NOW), 700)
+    await seed(s, 10_000, spent=700)
     assert (await s.admit(req("r1", 200, key_budget_micros=1000))).ok
     refused = await s.admit(req("r2", 200, key_budget_micros=1000))
     assert refused.refusal == "budget_exceeded"
@@ -61,7 +64,7 @@ async def test_key_budget_counts_spend_and_holds() -> None:
 
 async def test_listing_rpm_and_concurrency_caps() -> None:
     s = MemoryStateStore()
-    await s.seed_account("a1", 10_000)
+    await seed(s, 10_000)
     assert (await s.admit(req("r1", 1, listing_concurrency_cap=1))).ok
     busy = await s.admit(req("r2", 1, listing_concurrency_cap=1))
     assert busy.refusal == "listing_concurrency" and busy.retry_after_s >= 1
@@ -76,7 +79,7 @@ async def test_listing_rpm_and_concurrency_caps() -> None:
 
 async def test_refused_admission_reserves_nothing() -> None:
     s = MemoryStateStore()
-    await s.seed_account("a1", 50)
+    await seed(s, 50)
     assert not (await s.admit(req("r1", 60, listing_concurrency_cap=1))).ok
     assert await s.held_micros("a1") == 0
     assert (await s.admit(req("r2", 50, listing_concurrency_cap=1))).ok
@@ -84,16 +87,25 @@ async def test_refused_admission_reserves_nothing() -> None:
 
 async def test_expired_lease_is_released() -> None:
     s = MemoryStateStore()
-    await s.seed_account("a1", 100)
+    await seed(s, 100)
     assert (await s.admit(req("r1", 100, lease_ttl_ms=1000, listing_concurrency_cap=1))).ok
     assert not (await s.admit(req("r2", 100, now_ms=NOW + 500))).ok
-    assert (await s.admit(req("r3", 100, now_ms=NOW + 2000, listing_concurrency_cap=1))).ok
+    # The slot is free at once; the money stays counted until the database says what was charged.
+    assert not (await s.admit(req("r3", 100, now_ms=NOW + 2000, listing_concurrency_cap=1))).ok
+    assert (await s.admit(req("r3", 0, now_ms=NOW + 2000, listing_concurrency_cap=1))).ok
+    await seed(s, 100)
+    assert (await s.admit(req("r4", 100, now_ms=NOW + 2000))).ok
+
+
+async def test_unseeded_account_fails_closed() -> None:
+    with pytest.raises(StateUnavailable):
+        await MemoryStateStore().admit(req("r1", 0))
 
 
 @pytest.mark.parametrize("seeded", [0, 5])
 async def test_reseed_sets_never_adds(seeded: int) -> None:
     s = MemoryStateStore()
-    await s.seed_account("a1", seeded)
-    await s.seed_account("a1", seeded)
+    await seed(s, seeded)
+    await seed(s, seeded)
     assert (await s.admit(req("r1", seeded))).ok
     assert not (await s.admit(req("r2", 1))).ok

@@ -25,6 +25,7 @@ from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.security.sessions import SessionTokens
 from dragonfly.storage.sql import open_database
+from dragonfly.workers import settlement
 
 log = logging.getLogger("dragonfly.api")
 SHUTDOWN_GRACE_S = 5.0
@@ -47,6 +48,11 @@ async def _startup(state: AppState) -> None:
     state.box = SecretBox(settings.secret_key)
     state.mailer = build_mailer(settings)
     state.db_ = await open_database(settings.database_url)
+    period_s = settings.settlement_period_s
+    state.spawn(
+        settlement.run_forever(state.db_, lock_s=settings.earnings_lock_s, period_s=period_s),
+        name="earnings-settlement",
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(_terminate(state)))

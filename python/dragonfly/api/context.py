@@ -7,6 +7,7 @@ import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote_plus
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -91,8 +92,9 @@ class Call:
         return str(self.request.path_params[name])
 
     def query(self, name: str) -> str | None:
+        # Robyn hands query values over still percent-encoded.
         value = self.request.query_params.get(name, None)
-        return value if value else None
+        return unquote_plus(value) if value else None
 
     def json(self, model: type[M]) -> M:
         raw = self.body_bytes.strip() or b"{}"

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from dragonfly.api.auth import Access
-from dragonfly.api.handlers import admin, auth, billing, keys, listings, management_keys, pool, profiles
+from dragonfly.api.handlers import (
+    admin,
+    auth,
+    billing,
+    earnings,
+    keys,
+    listings,
+    management_keys,
+    pool,
+    profiles,
+)
 from dragonfly.api.http import Handler
 
 
@@ -55,6 +65,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/market/listings/:id/probe", Access.SELLER, listings.probe),
     Route("GET", "/v1/market/listings/:id/probe-runs", Access.SELLER, listings.probe_runs),
     Route("GET", "/v1/market/contracts/:id/checks", Access.SELLER, listings.checks),
+    Route("GET", "/v1/market/earnings", Access.SELLER, earnings.overview),
+    Route("GET", "/v1/market/earnings/summary", Access.SELLER, earnings.summary),
+    Route("GET", "/v1/market/earnings/timeseries", Access.SELLER, earnings.timeseries),
+    Route("GET", "/v1/market/earnings/monthly", Access.SELLER, earnings.monthly),
+    Route("GET", "/v1/market/settlements", Access.SELLER, earnings.settlements),
     # Operator
     Route("POST", "/api/admin/credits", Access.OPERATOR, admin.credit),
 )

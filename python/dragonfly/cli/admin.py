@@ -10,8 +10,10 @@ import click
 
 from dragonfly.config import Settings
 from dragonfly.domain.money import cents_to_micros, usd
+from dragonfly.errors import ServiceUnavailable
 from dragonfly.services.accounts import create_account
 from dragonfly.services.credits import credit_account
+from dragonfly.services.ledger_check import Counts, Violation, check_ledger, counts
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
 
@@ -69,3 +71,33 @@ def credit(account_id: str | None, email: str | None, amount_cents: int, note: s
 
     target = _run(go)
     click.echo(f"credited {usd(cents_to_micros(amount_cents))} USD to account {target}")
+
+
+@admin.command("check-ledger")
+@click.option(
+    "--state/--no-state", default=True, help="Also compare the Redis state store (when configured)."
+)
+def check_ledger_cmd(state: bool) -> None:
+    """Verify the ledger invariants (DESIGN.md §5.1–5.3); exit 1 on any violation."""
+
+    async def go(db: Database, settings: Settings) -> tuple[list[Violation], Counts]:
+        store = None
+        if state and settings.redis_url:
+            from dragonfly.storage.state.factory import make_state_store
+
+            store = make_state_store(settings)
+        try:
+            return await check_ledger(db, store), await counts(db)
+        except ServiceUnavailable as exc:
+            raise click.ClickException(f"state store unavailable ({exc}); rerun with --no-state") from None
+        finally:
+            if store is not None:
+                await store.close()
+
+    violations, seen = _run(go)
+    for v in violations:
+        click.echo(str(v))
+    if violations:
+        click.echo(f"ledger check failed: {len(violations)} violation(s)", err=True)
+        raise SystemExit(1)
+    click.echo(f"ledger ok: {seen.journals} journals, {seen.entries} entries, {seen.trades} trades checked")

@@ -24,6 +24,7 @@ from dragonfly.errors import (
     UpstreamTimeout,
 )
 from dragonfly.gateway.auth import authenticate, check_ip, client_ip
+from dragonfly.gateway.failpoints import Failpoints
 from dragonfly.gateway.http import read_body, send_json
 from dragonfly.gateway.override import narrow, override_profile, parse_override
 from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
@@ -67,6 +68,7 @@ class Inference:
         self.rt = rt
         self.kind = kind
         self.upstream_path = upstream_path
+        self.failpoints = Failpoints(rt.settings.failpoint)
 
     async def __call__(self, scope: Any, proto: Any, request_id: str) -> None:
         rt = self.rt
@@ -118,7 +120,8 @@ class Inference:
             hold = worst_case_hold(
                 prompt_tokens=trade.hold_prompt_tokens,
                 max_completion_tokens=trade.hold_completion_tokens,
-                input_price=listing.input_price,
+                # A cached-input price above the input price must not make cost exceed the hold.
+                input_price=max(listing.input_price, listing.cached_input_price or 0),
                 output_price=listing.output_price,
             )
             adm = await rt.state.admit(
@@ -144,6 +147,7 @@ class Inference:
                 continue
             tried += 1
             trade.listing, trade.hold = listing, hold
+            self.failpoints.hit("after_reserve")
             t0 = time.perf_counter_ns()
             try:
                 resp = await rt.upstream.post(
@@ -176,6 +180,7 @@ class Inference:
                     continue
                 break
             trade.attempts.append(Attempt(listing.id, listing.provider, "ok", 0))
+            self.failpoints.hit("during_upstream")
             if trade.streamed:
                 await self._relay_stream(proto, resp, pre, trade, t0)
             else:
@@ -200,13 +205,14 @@ class Inference:
     ) -> None:
         rt = self.rt
         cost = trade.cost(usage, rt.settings.platform_fee_bps, rt.settings.reserve_bps)
+        self.failpoints.hit("before_commit")
         try:
             await rt.settler.settle(trade.row(status, usage, cost, error_code), trade.postings(cost))
         except Exception:
             # Not durably recorded: release the hold and charge nothing rather than guess.
             await rt.state.settle(trade.request_id, 0)
             raise
-        rt.settle_epoch += 1
+        self.failpoints.hit("after_commit")
         await rt.state.settle(trade.request_id, cost.charge)
 
     def _record_health(self, trade: TradeState, ok: bool, usage: Usage) -> None:
@@ -271,6 +277,7 @@ class Inference:
                     out = out[: -len(DONE)]
                 if out:
                     await transport.send_bytes(out)
+                    self.failpoints.hit("mid_stream")
                 if splicer.saw_done:
                     break  # anything after [DONE] is ignored; don't wait for the seller to close
             return splicer.finish()

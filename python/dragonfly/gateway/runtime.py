@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 from dragonfly.config import Settings
 from dragonfly.gateway.routing import Router
@@ -18,19 +17,14 @@ from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.repos import changes
-from dragonfly.storage.sql.repos import snapshot as snapshot_rows
-from dragonfly.storage.state.memory import MemoryStateStore, month_of
-from dragonfly.storage.state.ports import StateStore
+from dragonfly.storage.state import seeding
+from dragonfly.storage.state.factory import make_state_store
+from dragonfly.storage.state.ports import AccountSeed, StateStore, StateUnavailable
 
 log = logging.getLogger("dragonfly.gateway")
 
 # Balances are also re-seeded on this period, since credits and top-ups may not bump the change seq.
 RESEED_EVERY_S = 2.0
-
-
-def _month_start_ms(ms: int) -> int:
-    d = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 class Runtime:
@@ -40,13 +34,13 @@ class Runtime:
         self.box = SecretBox(settings.secret_key)
         self.router = Router()
         self.upstream = UpstreamClient(settings)
-        self.state: StateStore = MemoryStateStore()
+        # In-process, or Redis when configured; accounts it does not know yet are seeded on first touch.
+        self.state: StateStore = make_state_store(settings)
+        self.state.set_loader(self._load_account)
         self._db: Database | None = None
         self._settler: SettlementWriter | None = None
         self._snapshot: Snapshot | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        # Counts settlements applied to the state store; a re-seed that raced one is discarded.
-        self.settle_epoch = 0
 
     @property
     def db(self) -> Database:
@@ -82,20 +76,26 @@ class Runtime:
         await self._reseed()
 
     async def _reseed(self) -> None:
-        """SET the state store's balances and key spend from the database (never add to them)."""
-        snap = self.snapshot
-        epoch = self.settle_epoch
-        now = now_ms()
-        accounts = sorted({k.account_id for k in snap.keys_by_hash.values()})
-        balances = await snapshot_rows.account_balances(self.db, accounts)
-        spend = await snapshot_rows.key_month_spend(self.db, _month_start_ms(now))
-        if epoch != self.settle_epoch:
-            return  # a settlement landed while we read: our numbers may predate it; try next round
-        for account_id in accounts:
-            await self.state.seed_account(account_id, balances.get(account_id, 0))
-        month = month_of(now)
-        for key in snap.keys_by_hash.values():
-            await self.state.seed_key_spend(key.id, month, spend.get(key.id, 0))
+        """SET the state store's balances and key spend from the database (never add to them).
+
+        Several instances settle into one store while this runs, so a database read can miss a settlement
+        that the store already counted. The store numbers every settlement it counts; we read those
+        numbers (marks) BEFORE the database, and the store drops only entries numbered at or below the
+        mark: a settlement is committed to the database before the store counts it, so those are in what
+        we read. Anything later stays counted until the next round: a race can only over-count (fail
+        closed), never let spend exceed a balance or budget (details in `storage.state.ports`)."""
+        keys_by_account: dict[str, list[str]] = {}
+        for key in self.snapshot.keys_by_hash.values():
+            keys_by_account.setdefault(key.account_id, []).append(key.id)
+        try:
+            await seeding.reseed_all(self.state, self.db, keys_by_account, now_ms())
+        except StateUnavailable:
+            log.warning("state store unreachable: re-seed skipped, admission fails closed until it returns")
+
+    async def _load_account(self, account_id: str) -> AccountSeed:
+        """First touch of an account the store does not know (new, or Redis lost its data)."""
+        keys = [k.id for k in self.snapshot.keys_by_hash.values() if k.account_id == account_id]
+        return await seeding.load_account(self.db, account_id, keys, now_ms())
 
     async def _poll(self) -> None:
         waited = 0.0

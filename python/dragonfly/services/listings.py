@@ -147,6 +147,16 @@ async def create_listing(
         raise InvalidRequest(f"Provider {provider.id} does not serve {kind}.", param="kind")
     input_price = _as_price(input_price_per_mtok, "input_price_per_mtok")
     output_price = _as_price(output_price_per_mtok, "output_price_per_mtok")
+    cached_price = (
+        None
+        if cached_input_price_per_mtok is None
+        else _as_price(cached_input_price_per_mtok, "cached_input_price_per_mtok")
+    )
+    if cached_price is not None and cached_price > input_price:
+        raise InvalidRequest(
+            "cached_input_price_per_mtok cannot be above input_price_per_mtok",
+            param="cached_input_price_per_mtok",
+        )
     now = now_ms()
     row: dict[str, Any] = {
         "id": new_id(),
@@ -157,9 +167,7 @@ async def create_listing(
         "kind": kind,
         "input_price": input_price,
         "output_price": output_price,
-        "cached_input_price": None
-        if cached_input_price_per_mtok is None
-        else _as_price(cached_input_price_per_mtok, "cached_input_price_per_mtok"),
+        "cached_input_price": cached_price,
         "price_multiplier": _multiplier(price_multiplier),
         "payout_floor": None
         if payout_floor_per_mtok is None
@@ -236,6 +244,14 @@ async def update_listing(
                 raise Conflict(str(exc), param="status") from None
         new_input: int = changes_["input_price"] if "input_price" in changes_ else row["input_price"]
         new_output: int = changes_["output_price"] if "output_price" in changes_ else row["output_price"]
+        new_cached = (
+            changes_["cached_input_price"] if "cached_input_price" in changes_ else row["cached_input_price"]
+        )
+        if new_cached is not None and new_cached > new_input:
+            raise InvalidRequest(
+                "cached_input_price_per_mtok cannot be above input_price_per_mtok",
+                param="cached_input_price_per_mtok",
+            )
         if "input_price" in changes_ or "output_price" in changes_:
             if listing_rules.needs_price_review(
                 confirmed_input=row["confirmed_input_price"],

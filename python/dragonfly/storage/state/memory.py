@@ -1,137 +1,191 @@
 """In-process state store for the embedded default (a single data-plane worker owns all counters).
 
 Every method runs without an `await` between check and update, so on one event loop each call is
-atomic. Balances and key spend are SET from the database (`seed_*`), then kept current by `settle`.
+atomic. The data model and every rule mirror the Redis scripts (`lua/*.lua`) step by step, so the shared
+test suite holds both to the same behaviour; see `ports` for the money model.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from dragonfly.storage.state.ports import Admission, AdmissionRequest
+from dragonfly.storage.state.base import UNSEEDED, BaseStateStore, Ref
+from dragonfly.storage.state.ports import (
+    MINUTE_MS,
+    SWEEP_MAX,
+    AccountSeed,
+    AccountView,
+    Admission,
+    AdmissionRequest,
+    month_of,
+)
 
-_MINUTE_MS = 60_000
-
-
-def month_of(now_ms: int) -> str:
-    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y-%m")
+__all__ = ["MemoryStateStore", "month_of"]
 
 
 @dataclass(slots=True)
 class _Hold:
-    account_id: str
     key_id: str
     listing_id: str
     amount: int
-    month: str
     expires_ms: int
 
 
 @dataclass(slots=True)
-class _Account:
-    balance: int = 0  # settled balance (database value, minus settles applied since)
-    held: int = 0
+class _Pending:
+    seq: int
+    cost: int
+    key_id: str
+    expired: bool  # a hold whose lease ran out, counted at its full amount
 
 
 @dataclass(slots=True)
-class _KeySpend:
-    month: str = ""
+class _Key:
+    month: str
     spent: int = 0
     held: int = 0
+    pending: int = 0
+
+
+@dataclass(slots=True)
+class _Account:
+    balance: int | None = None  # None = never seeded
+    held: int = 0
+    pending: int = 0
+    seq: int = 0
+    holds: dict[str, _Hold] = field(default_factory=dict)
+    pend: dict[str, _Pending] = field(default_factory=dict)
+    keys: dict[str, _Key] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class _Listing:
     window: deque[int] = field(default_factory=deque)  # admission times in the last minute
-    inflight: int = 0
+    leases: dict[str, int] = field(default_factory=dict)  # request id -> lease expiry
 
 
-class MemoryStateStore:
+class MemoryStateStore(BaseStateStore):
     def __init__(self) -> None:
+        super().__init__()
         self._accounts: dict[str, _Account] = {}
-        self._keys: dict[str, _KeySpend] = {}
         self._listings: dict[str, _Listing] = {}
-        self._holds: dict[str, _Hold] = {}
-        self._next_sweep_ms = 0
 
-    async def admit(self, req: AdmissionRequest) -> Admission:
-        self._expire(req.now_ms)
+    async def _admit_once(self, req: AdmissionRequest) -> Admission:
+        now = req.now_ms
         acct = self._accounts.setdefault(req.account_id, _Account())
-        if acct.balance - acct.held < req.hold_micros:
+        self._sweep(acct, now)
+        key = acct.keys.get(req.key_id)
+        if acct.balance is None or key is None:
+            return UNSEEDED
+        if acct.balance - acct.held - acct.pending < req.hold_micros:
             return Admission(False, "insufficient_balance")
-        month = month_of(req.now_ms)
-        key = self._keys.setdefault(req.key_id, _KeySpend(month=month))
+        month = month_of(now)
         if key.month != month:  # a new month starts with nothing spent
             key.month, key.spent = month, 0
-        if (
-            req.key_budget_micros is not None
-            and key.spent + key.held + req.hold_micros > req.key_budget_micros
-        ):
+        budget = req.key_budget_micros
+        if budget is not None and key.spent + key.held + key.pending + req.hold_micros > budget:
             return Admission(False, "budget_exceeded")
         lst = self._listings.setdefault(req.listing_id, _Listing())
-        while lst.window and lst.window[0] <= req.now_ms - _MINUTE_MS:
+        while lst.window and lst.window[0] <= now - MINUTE_MS:
             lst.window.popleft()
         if req.listing_rpm_cap is not None and len(lst.window) >= req.listing_rpm_cap:
-            retry = (lst.window[0] + _MINUTE_MS - req.now_ms) // 1000 + 1
+            retry = (lst.window[0] + MINUTE_MS - now) // 1000 + 1 if lst.window else 60
             return Admission(False, "listing_rpm", retry_after_s=int(retry))
-        if req.listing_concurrency_cap is not None and lst.inflight >= req.listing_concurrency_cap:
+        for rid in [r for r, exp in lst.leases.items() if exp <= now]:
+            del lst.leases[rid]
+        if req.listing_concurrency_cap is not None and len(lst.leases) >= req.listing_concurrency_cap:
             return Admission(False, "listing_concurrency", retry_after_s=1)
-        if req.request_id in self._holds:
+        if req.request_id in acct.holds:
             return Admission(True)  # the same request admitted twice holds once
-        lst.window.append(req.now_ms)
-        lst.inflight += 1
+        lst.window.append(now)
         acct.held += req.hold_micros
         key.held += req.hold_micros
-        self._holds[req.request_id] = _Hold(
-            req.account_id, req.key_id, req.listing_id, req.hold_micros, month, req.now_ms + req.lease_ttl_ms
-        )
+        expires = now + req.lease_ttl_ms
+        lst.leases[req.request_id] = expires
+        acct.holds[req.request_id] = _Hold(req.key_id, req.listing_id, req.hold_micros, expires)
+        self._refs[req.request_id] = Ref(req.account_id, req.key_id, req.listing_id)
         return Admission(True)
 
     async def settle(self, request_id: str, cost_micros: int) -> None:
-        hold = self._holds.pop(request_id, None)
-        if hold is None:
+        ref = self._refs.pop(request_id, None)
+        if ref is None:
+            return  # not admitted here, or settled already
+        acct = self._accounts.setdefault(ref.account_id, _Account())
+        lst = self._listings.get(ref.listing_id)
+        if lst:
+            lst.leases.pop(request_id, None)
+        hold = acct.holds.pop(request_id, None)
+        if hold is not None:
+            acct.held -= hold.amount
+            key = acct.keys.get(hold.key_id)
+            if key:
+                key.held -= hold.amount
+            self._add_pending(acct, request_id, cost_micros, hold.key_id, expired=False)
             return
-        self._release(hold)
-        acct = self._accounts.setdefault(hold.account_id, _Account())
-        acct.balance -= cost_micros
-        key = self._keys.setdefault(hold.key_id, _KeySpend(month=hold.month))
-        if key.month == hold.month:
-            key.spent += cost_micros
+        entry = acct.pend.get(request_id)
+        if entry is not None:
+            if entry.expired:  # the lease ran out first: replace the worst case by the actual cost
+                self._shift(acct, entry.key_id, cost_micros - entry.cost)
+                entry.cost, entry.expired = cost_micros, False
+            return
+        # Orphan settle (the hold vanished: Redis lost its data, or a re-seed already dropped the expired
+        # entry): count the cost until a re-seed confirms it. This can only over-count until then.
+        self._add_pending(acct, request_id, cost_micros, ref.key_id, expired=False)
 
-    async def seed_account(self, account_id: str, balance_micros: int) -> None:
-        self._accounts.setdefault(account_id, _Account()).balance = balance_micros
+    async def seed_marks(self, account_ids: Sequence[str]) -> dict[str, int]:
+        return {a: (self._accounts[a].seq if a in self._accounts else 0) for a in account_ids}
 
-    async def seed_key_spend(self, key_id: str, month: str, spent_micros: int) -> None:
-        key = self._keys.setdefault(key_id, _KeySpend(month=month))
-        if key.month != month:
-            key.month, key.held = month, 0
-        key.spent = spent_micros
+    async def seed(self, seed: AccountSeed, mark: int) -> None:
+        acct = self._accounts.setdefault(seed.account_id, _Account())
+        if acct.seq < mark:
+            mark = 0  # the store was reset since the mark was read: drop nothing (over-count only)
+        for rid in [r for r, p in acct.pend.items() if p.seq <= mark]:
+            p = acct.pend.pop(rid)
+            self._shift(acct, p.key_id, -p.cost)
+        acct.balance = seed.balance_micros
+        for key_id, spent in seed.key_spend.items():
+            key = acct.keys.setdefault(key_id, _Key(month=seed.month))
+            key.month, key.spent = seed.month, spent
+
+    async def account_view(self, account_id: str) -> AccountView | None:
+        acct = self._accounts.get(account_id)
+        if acct is None or acct.balance is None:
+            return None
+        return AccountView(acct.balance, acct.held, acct.pending)
 
     async def held_micros(self, account_id: str) -> int:
         acct = self._accounts.get(account_id)
         return acct.held if acct else 0
 
     async def close(self) -> None:
-        self._holds.clear()
+        self._refs.clear()
 
-    def _release(self, hold: _Hold) -> None:
-        acct = self._accounts.get(hold.account_id)
-        if acct:
-            acct.held -= hold.amount
-        key = self._keys.get(hold.key_id)
-        if key and key.month == hold.month:
-            key.held -= hold.amount
-        lst = self._listings.get(hold.listing_id)
-        if lst:
-            lst.inflight -= 1
-
-    def _expire(self, now_ms: int) -> None:
-        # Leases expire so a request that never settles (a bug, a killed task) cannot hold forever.
-        if now_ms < self._next_sweep_ms or not self._holds:
+    def _add_pending(self, acct: _Account, rid: str, cost: int, key_id: str, *, expired: bool) -> None:
+        if cost <= 0:
             return
-        self._next_sweep_ms = now_ms + 1000
-        stale = [rid for rid, h in self._holds.items() if h.expires_ms <= now_ms]
-        for rid in stale:
-            self._release(self._holds.pop(rid))
+        acct.seq += 1
+        acct.pend[rid] = _Pending(acct.seq, cost, key_id, expired)
+        self._shift(acct, key_id, cost)
+
+    @staticmethod
+    def _shift(acct: _Account, key_id: str, delta: int) -> None:
+        acct.pending += delta
+        key = acct.keys.get(key_id)
+        if key:
+            key.pending += delta
+
+    def _sweep(self, acct: _Account, now: int) -> None:
+        # Leases expire so a request that never settles (a killed instance) cannot hold forever. The
+        # money stays counted (pending, full hold) until the next re-seed says what was charged.
+        if not acct.holds:
+            return
+        stale = sorted((h.expires_ms, rid) for rid, h in acct.holds.items() if h.expires_ms <= now)
+        for _, rid in stale[:SWEEP_MAX]:
+            hold = acct.holds.pop(rid)
+            acct.held -= hold.amount
+            key = acct.keys.get(hold.key_id)
+            if key:
+                key.held -= hold.amount
+            self._add_pending(acct, rid, hold.amount, hold.key_id, expired=True)
