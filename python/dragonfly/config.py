@@ -48,6 +48,9 @@ class Settings:
     upstream_read_timeout_s: float = 60.0
     upstream_total_timeout_s: float = 600.0
     snapshot_poll_s: float = 0.5
+    # A hold/concurrency lease lapses after this long, so a crashed instance cannot keep money or
+    # slots reserved; it must outlive the longest upstream call (upstream_total_timeout_s).
+    hold_lease_s: float = 900.0
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     workers: int = 1
     log_level: str = "info"
@@ -85,6 +88,7 @@ class Settings:
             "upstream_read_timeout_s": float(
                 e.get("DRAGONFLY_UPSTREAM_READ_TIMEOUT_S", base.upstream_read_timeout_s)
             ),
+            "hold_lease_s": float(e.get("DRAGONFLY_HOLD_LEASE_S", base.hold_lease_s)),
             "trusted_proxies": tuple(
                 p.strip() for p in e.get("DRAGONFLY_TRUSTED_PROXIES", "").split(",") if p.strip()
             ),

@@ -108,7 +108,13 @@ async def seed_buyer(
         await db.close()
 
 
-def start_serve(processes: ProcessGroup, settings: Settings, *, read_timeout_s: float = 5) -> str:
+def start_serve(
+    processes: ProcessGroup,
+    settings: Settings,
+    *,
+    read_timeout_s: float = 5,
+    extra_env: dict[str, str] | None = None,
+) -> str:
     port = free_port()
     processes.start(
         [sys.executable, "-m", "dragonfly.cli", "serve", "--no-demo", "--port", str(port)],
@@ -121,6 +127,7 @@ def start_serve(processes: ProcessGroup, settings: Settings, *, read_timeout_s: 
             "DRAGONFLY_MAIL_BACKEND": "file",
             "DRAGONFLY_UPSTREAM_CONNECT_TIMEOUT_S": "2",
             "DRAGONFLY_UPSTREAM_READ_TIMEOUT_S": str(read_timeout_s),
+            **(extra_env or {}),
         },
         timeout_s=60,
     )

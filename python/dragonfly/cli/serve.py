@@ -105,6 +105,7 @@ def serve(
     signal.signal(signal.SIGINT, _stop)
 
     sup = Supervisor()
+    failed = None
     try:
         control_port = settings.control_port or free_port()
         seller_url = None
@@ -160,11 +161,13 @@ def serve(
             click.echo(f'Try: OpenAI(base_url="{base}", api_key="<the key above>") with model="demo/echo-1"')
         sys.stdout.flush()
         while not stopping:
-            exited = sup.any_exited()
-            if exited is not None:
-                click.echo(f"{exited.name} exited with status {exited.proc.returncode}; stopping", err=True)
+            failed = sup.any_exited()
+            if failed is not None:
+                click.echo(f"{failed.name} exited with status {failed.proc.returncode}; stopping", err=True)
                 break
             time.sleep(0.2)
     finally:
         sup.stop_all()
     click.echo("stopped")
+    if failed is not None:
+        sys.exit(1)  # a child died on its own: not a clean stop

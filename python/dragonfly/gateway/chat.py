@@ -135,6 +135,7 @@ class Inference:
                     listing_rpm_cap=listing.rpm_cap,
                     listing_concurrency_cap=listing.concurrency_cap,
                     now_ms=now,
+                    lease_ttl_ms=int(rt.settings.hold_lease_s * 1000),
                 )
             )
             if not adm.ok:
