@@ -58,6 +58,7 @@ async def seed_listing(
     input_price: str = "1.00",
     output_price: str = "2.00",
     kind: str = "chat",
+    rpm_cap: int | None = None,
 ) -> tuple[str, str]:
     """A seller account with a pool key on `seller` and an active (probed) listing. Returns ids."""
     db = await open_database(settings.database_url)
@@ -84,6 +85,7 @@ async def seed_listing(
             output_price_per_mtok=output_price,
             upstream_model="echo-1",
             kind=kind,
+            rpm_cap=rpm_cap,
         )
         run = await probe_listing(db, settings, SecretBox(settings.secret_key), listing["id"])
         assert run.get("passed"), run

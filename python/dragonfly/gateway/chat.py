@@ -113,6 +113,7 @@ class Inference:
         trade.hold_completion_tokens = completion_hold * max(1, pre.n)
         last_error: DragonflyError | None = None
         rate_limited: int | None = None
+        limits: list[int] = []  # the caps that refused us, for the x-ratelimit-* headers
         tried = 0
         for listing in candidates:
             if tried >= max_attempts:
@@ -145,6 +146,9 @@ class Inference:
                     raise BudgetExceeded("This key has reached its monthly budget.")
                 trade.attempts.append(Attempt(listing.id, listing.provider, "refused", 0, adm.refusal))
                 rate_limited = min(rate_limited or adm.retry_after_s, adm.retry_after_s)
+                limits.append(
+                    (listing.rpm_cap if adm.refusal == "listing_rpm" else listing.concurrency_cap) or 0
+                )
                 continue
             tried += 1
             trade.listing, trade.hold = listing, hold
@@ -190,7 +194,16 @@ class Inference:
         if last_error is not None:
             raise last_error
         if rate_limited is not None:
-            raise RateLimited("Every matching listing is at its rate limit.", retry_after_s=rate_limited)
+            # OpenAI-style headers, so clients that pace themselves on them back off correctly.
+            raise RateLimited(
+                "Every matching listing is at its rate limit.",
+                retry_after_s=rate_limited,
+                headers={
+                    "x-ratelimit-limit-requests": str(max(limits, default=0)),
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": f"{rate_limited}s",
+                },
+            )
         raise UpstreamError("No listing could serve the request.")
 
     async def _fail_attempt(self, trade: TradeState, status: str, t0: int, error_type: str) -> None:
