@@ -12,9 +12,11 @@ from dragonfly.domain.ledger import (
     credit_postings,
     trade_postings,
 )
-from dragonfly.domain.money import trade_cost
+from dragonfly.domain.money import TradeCost, trade_cost
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.repos import ledger
+from dragonfly.storage.sql.repos.settlement import settlement_steps
+from dragonfly.storage.sql.repos.trades import TradeRow
 
 
 async def test_posting_is_idempotent_and_balances_match_entries(database_url: str) -> None:
@@ -84,7 +86,40 @@ async def test_entries_are_append_only(database_url: str) -> None:
         await db.close()
 
 
-async def test_batch_posting_matches_single_posting_and_skips_replays(database_url: str) -> None:
+def _trade(tid: str, buyer: str, key: str, cost: TradeCost, created_at: int) -> TradeRow:
+    return TradeRow(
+        id=tid,
+        buyer_account_id=buyer,
+        key_id=key,
+        model="m",
+        upstream_model="m",
+        listing_id="l1",
+        seller_account_id="s1",
+        provider="custom",
+        streamed=0,
+        status="completed",
+        finish_reason="stop",
+        error_code=None,
+        latency_ms=5,
+        ttft_ms=2,
+        tokens_prompt=10,
+        tokens_completion=20,
+        tokens_cached=0,
+        native_tokens_prompt=10,
+        native_tokens_completion=20,
+        counted_tokens_completion=20,
+        usage_audit="ok",
+        hold_micros=cost.charge + 5,
+        cost_micros=cost.charge,
+        seller_payout_micros=cost.payout + cost.reserve,
+        platform_fee_micros=cost.fee + cost.rounding,
+        attempts="[]",
+        created_at=created_at,
+        settled_at=created_at,
+    )
+
+
+async def test_settlement_batch_is_exact_idempotent_and_tracks_key_spend(database_url: str) -> None:
     db = await open_database(database_url)
     try:
         cost = trade_cost(
@@ -97,11 +132,29 @@ async def test_batch_posting_matches_single_posting_and_skips_replays(database_u
             fee_bps=1000,
             reserve_bps=500,
         )
-        batch = [("trade", f"t{i}", trade_postings(f"b{i % 2}", "s1", cost), 10 + i) for i in range(5)]
-        async with db.transaction() as tx:
-            assert await ledger.post_journals_batch(tx, batch) == 5
-        async with db.transaction() as tx:
-            assert await ledger.post_journals_batch(tx, batch) == 0  # replay of the same refs
+        nov, dec = 1_795_000_000_000, 1_797_000_000_000  # 2026-11 and 2026-12 (UTC)
+        rows = [_trade(f"t{i}", f"b{i % 2}", f"k{i % 2}", cost, nov if i < 4 else dec) for i in range(5)]
+        batch = [(t, trade_postings(t.buyer_account_id, "s1", cost)) for t in rows]
+        free = _trade(
+            "t-free",
+            "b0",
+            "k0",
+            trade_cost(
+                prompt_tokens=0,
+                completion_tokens=0,
+                cached_tokens=0,
+                input_price=1,
+                output_price=1,
+                cached_input_price=None,
+                fee_bps=0,
+                reserve_bps=0,
+            ),
+            nov,
+        )
+        await db.write_batch(settlement_steps([*batch, (free, [])]))
+        await db.write_batch(settlement_steps(batch))  # a replay of the same request ids: no effect
+        assert await db.fetch_val("SELECT COUNT(*) FROM trades") == 6
+        assert await db.fetch_val("SELECT COUNT(*) FROM journals") == 5
         assert await ledger.balance(db, buyer_cash("b0")) == -3 * cost.charge
         assert await ledger.balance(db, buyer_cash("b1")) == -2 * cost.charge
         sums = await db.fetch_all("SELECT account, SUM(amount) AS total FROM entries GROUP BY account")
@@ -109,6 +162,14 @@ async def test_batch_posting_matches_single_posting_and_skips_replays(database_u
             r["account"]: int(r["amount"]) for r in await db.fetch_all("SELECT account, amount FROM balances")
         }
         assert {r["account"]: int(r["total"]) for r in sums} == stored
-        assert await db.fetch_val("SELECT COUNT(*) FROM journals") == 5
+        spend = {
+            (r["key_id"], r["month"]): int(r["spent_micros"])
+            for r in await db.fetch_all("SELECT key_id, month, spent_micros FROM key_spend")
+        }
+        assert spend == {
+            ("k0", "2026-11"): 2 * cost.charge,
+            ("k1", "2026-11"): 2 * cost.charge,
+            ("k0", "2026-12"): cost.charge,
+        }
     finally:
         await db.close()

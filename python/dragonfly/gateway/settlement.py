@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from dragonfly.domain.ledger import Posting
 from dragonfly.storage.ports import Database
-from dragonfly.storage.sql.repos import ledger, trades
+from dragonfly.storage.sql.repos import trades
+from dragonfly.storage.sql.repos.settlement import settlement_steps
 
 log = logging.getLogger("dragonfly.gateway.settlement")
 
@@ -62,15 +63,7 @@ class SettlementWriter:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        # A constant number of statements per batch, whatever its size (each SQLite statement is a hop
-        # to the database thread; each PostgreSQL one a round trip).
-        by_id = {p.trade.id: p for p in batch}
-        async with self._db.transaction() as tx:
-            fresh = await trades.insert_many(tx, [p.trade for p in by_id.values()])
-            await ledger.post_journals_batch(
-                tx,
-                [("trade", t.id, by_id[t.id].postings, t.settled_at) for t in fresh if by_id[t.id].postings],
-            )
+        await self._db.write_batch(settlement_steps([(p.trade, p.postings) for p in batch]))
 
     async def close(self) -> None:
         # Drain what is queued so every response already promised is committed.

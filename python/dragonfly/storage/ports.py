@@ -34,6 +34,11 @@ class Database(Executor, Protocol):
         """A write transaction: SQLite `BEGIN IMMEDIATE`, PostgreSQL READ COMMITTED."""
         ...
 
+    async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Run each `(sql, rows)` step as an executemany, in order, in ONE transaction, with no reads in
+        between: SQLite does it in a single hop to its thread, PostgreSQL in one connection."""
+        ...
+
     async def close(self) -> None: ...
 
 

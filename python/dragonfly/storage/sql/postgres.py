@@ -69,6 +69,17 @@ class PostgresDatabase(_PgExecutor):
         async with self._pool.acquire() as conn, conn.transaction():
             yield _PgExecutor(conn)
 
+    async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        if self._pool is None:
+            raise RuntimeError("database is closed")
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for sql, rows in steps:
+                    if rows:
+                        await conn.executemany(sql, rows)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from None
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()

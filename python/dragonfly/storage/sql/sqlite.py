@@ -127,6 +127,22 @@ class SqliteDatabase(_SqliteExecutor):
                 self._in_tx = False
                 _TX_OWNER.reset(token)
 
+    async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        translated = [(_translate(sql), rows) for sql, rows in steps if rows]
+
+        def _run(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in translated:
+                    c.executemany(sql, rows)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+        async with self._lock:
+            await self._call(_run)
+
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 
 from dragonfly.domain.ledger import buyer_cash
 from dragonfly.storage.ports import Executor
@@ -15,21 +14,10 @@ from dragonfly.storage.state.ports import AccountSeed, StateStore, month_of
 log = logging.getLogger("dragonfly.state.seeding")
 
 
-def month_start_ms(ms: int) -> int:
-    d = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
-
-
 async def load_account(db: Executor, account_id: str, key_ids: Sequence[str], now_ms: int) -> AccountSeed:
     """One account (first touch): its cash balance and its keys' spend this month."""
     balance = await db.fetch_val("SELECT amount FROM balances WHERE account = $1", buyer_cash(account_id))
-    rows = await db.fetch_all(
-        "SELECT key_id, SUM(cost_micros) AS spent FROM trades"
-        " WHERE buyer_account_id = $1 AND created_at >= $2 GROUP BY key_id",
-        account_id,
-        month_start_ms(now_ms),
-    )
-    spent = {r["key_id"]: int(r["spent"] or 0) for r in rows}
+    spent = await snapshot_rows.account_key_month_spend(db, account_id, month_of(now_ms))
     return AccountSeed(account_id, int(balance or 0), month_of(now_ms), {k: spent.get(k, 0) for k in key_ids})
 
 
@@ -38,7 +26,7 @@ async def load_all(
 ) -> list[AccountSeed]:
     accounts = sorted(keys_by_account)
     balances = await snapshot_rows.account_balances(db, accounts)
-    spend = await snapshot_rows.key_month_spend(db, month_start_ms(now_ms))
+    spend = await snapshot_rows.key_month_spend(db, month_of(now_ms))
     month = month_of(now_ms)
     return [
         AccountSeed(a, balances.get(a, 0), month, {k: spend.get(k, 0) for k in keys_by_account[a]})

@@ -46,9 +46,17 @@ async def account_balances(db: Executor, account_ids: list[str]) -> dict[str, in
     return out
 
 
-async def key_month_spend(db: Executor, month_start_ms: int) -> dict[str, int]:
+async def key_month_spend(db: Executor, month: str) -> dict[str, int]:
+    """Each key's settled spend in a UTC month (`YYYY-MM`), kept by the settlement batch."""
+    rows = await db.fetch_all("SELECT key_id, spent_micros FROM key_spend WHERE month = $1", month)
+    return {r["key_id"]: int(r["spent_micros"]) for r in rows}
+
+
+async def account_key_month_spend(db: Executor, account_id: str, month: str) -> dict[str, int]:
     rows = await db.fetch_all(
-        "SELECT key_id, SUM(cost_micros) AS spent FROM trades WHERE created_at >= $1 GROUP BY key_id",
-        month_start_ms,
+        "SELECT s.key_id, s.spent_micros FROM key_spend s JOIN api_keys k ON k.id = s.key_id"
+        " WHERE k.account_id = $1 AND s.month = $2",
+        account_id,
+        month,
     )
-    return {r["key_id"]: int(r["spent"] or 0) for r in rows}
+    return {r["key_id"]: int(r["spent_micros"]) for r in rows}

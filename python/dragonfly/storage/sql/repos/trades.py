@@ -41,35 +41,13 @@ class TradeRow:
 
 _COLUMNS = ", ".join(TradeRow.__dataclass_fields__)
 _PLACEHOLDERS = ", ".join(f"${i + 1}" for i in range(len(TradeRow.__dataclass_fields__)))
+INSERT_TRADE = f"INSERT INTO trades ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) ON CONFLICT (id) DO NOTHING"
 
 
 async def insert(tx: Executor, trade: TradeRow) -> bool:
     """Insert once; a replay of the same request id changes nothing and returns False."""
-    n = await tx.execute(
-        f"INSERT INTO trades ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) ON CONFLICT (id) DO NOTHING",
-        *astuple(trade),
-    )
+    n = await tx.execute(INSERT_TRADE, *astuple(trade))
     return n > 0
-
-
-async def insert_many(tx: Executor, rows: list[TradeRow]) -> list[TradeRow]:
-    """Insert a batch; returns the rows that were new (a replayed request id is skipped)."""
-    if not rows:
-        return []
-    placeholders = ", ".join(f"${i + 1}" for i in range(len(rows)))
-    existing = {
-        r["id"]
-        for r in await tx.fetch_all(
-            f"SELECT id FROM trades WHERE id IN ({placeholders})", *[t.id for t in rows]
-        )
-    }
-    fresh = [t for t in rows if t.id not in existing]
-    if fresh:
-        await tx.execute_many(
-            f"INSERT INTO trades ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) ON CONFLICT (id) DO NOTHING",
-            [astuple(t) for t in fresh],
-        )
-    return fresh
 
 
 async def get_for_buyer(db: Executor, trade_id: str, buyer_account_id: str) -> Row | None:
