@@ -1,9 +1,29 @@
 """Stub of the compiled `dragonfly._native` module (checked by mypy.stubtest against the build).
 
+Run the check as `MYPYPATH=python python -m mypy.stubtest dragonfly._native` (tests/unit/native/test_stub.py
+does): without `MYPYPATH` mypy skips the editable-installed package (it has no `py.typed`) and stubtest
+reports success without having read this file.
+
 Each section is owned by the Rust module it describes; keep them in the same order as `rust_core/src/py/`.
 """
 
 from typing import Any, Literal, TypedDict, final
+
+__all__ = [
+    "EventTooLargeError",
+    "InvalidInputError",
+    "Market",
+    "MarketError",
+    "NativeError",
+    "Splicer",
+    "StreamError",
+    "TokenCounter",
+    "TokenizerError",
+    "encoding_for_model",
+    "preparse_request",
+    "rewrite_completion",
+    "substitute_model",
+]
 
 # --- errors (rust_core/src/py/errors.rs) ---
 class NativeError(Exception): ...
@@ -89,6 +109,7 @@ def rewrite_completion(
 ) -> _SseCompletion: ...
 
 # --- tokens (rust_core/src/py/tokens.rs) ---
+@final
 class TokenCounter:
     def __new__(cls, encoding: str) -> TokenCounter: ...
     @property
@@ -97,10 +118,11 @@ class TokenCounter:
     def count_chat(self, messages_json: bytes) -> int: ...
 
 def encoding_for_model(model: str) -> tuple[str, bool]: ...
-def preparse_request(body: bytes) -> dict[str, object]: ...
+def preparse_request(body: bytes, encoding: str | None = None) -> dict[str, object]: ...
 def substitute_model(body: bytes, upstream_model: str) -> bytes: ...
 
 # --- score (rust_core/src/py/score.rs) ---
+@final
 class Market:
     def __new__(cls) -> Market: ...
     def __len__(self) -> int: ...

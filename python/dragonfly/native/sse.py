@@ -9,7 +9,9 @@ turns an upstream chat-completion SSE body, fed in any split, into the buyer's s
   top-level `id` and `model` are rewritten, every other byte of each event is passed through (big integers
   included). Comments (keep-alives) pass through at once as `: …\\n\\n`. Non-JSON events are dropped and
   counted in `garbage_events`. An upstream error (`event: error`, or a top-level `error`) becomes an
-  OpenAI-style error chunk (the `openai` SDK raises `APIError` on it).
+  OpenAI-style error chunk (the `openai` SDK raises `APIError` on it). Chunks of 64 KiB and more are
+  spliced with the GIL released (another thread using the same `Splicer` meanwhile gets a `RuntimeError`
+  "already borrowed"; one `Splicer` belongs to one stream task anyway).
 - `feed` never writes `data: [DONE]`: when the upstream sends it, `saw_done` turns true and everything after
   it is ignored. Settle, then call `finish() -> bytes`, which flushes, injects a usage chunk (when the
   buyer asked `include_usage` and no chunk with a top-level `usage` was forwarded) and ends with exactly one

@@ -46,9 +46,12 @@ class PreParsed:
     prompt_tokens: int
     """Messages (OpenAI chat accounting) plus tool definitions, or an embeddings `input`."""
     estimated: bool
-    """True when the model is not a known OpenAI model and `o200k_base` stood in for its tokenizer."""
+    """True when the model is not a known OpenAI model, no encoding was given, and `o200k_base` stood in
+    for its tokenizer."""
     dragonfly: bytes | None
     """Raw JSON of the top-level `dragonfly` routing-override object, if any."""
+    encoding: EncodingName = "o200k_base"
+    """The encoding `prompt_tokens` was counted with."""
 
 
 def encoding_for_model(model: str) -> tuple[EncodingName, bool]:
@@ -57,9 +60,14 @@ def encoding_for_model(model: str) -> tuple[EncodingName, bool]:
     return cast(EncodingName, name), estimated
 
 
-def preparse_request(body: bytes) -> PreParsed:
-    """Parse a chat-completions (or embeddings) body once. Raises `InvalidInputError` (→ HTTP 400)."""
-    d = _native.preparse_request(body)
+def preparse_request(body: bytes, encoding: EncodingName | None = None) -> PreParsed:
+    """Parse a chat-completions (or embeddings) body once. Raises `InvalidInputError` (→ HTTP 400).
+
+    The prompt is counted with `encoding` when given — the encoding the chosen listing declares, which is
+    then exact (`estimated=False`) — else with the encoding mapped from the body's `model`
+    (`encoding_for_model`). Raises `TokenizerError` for an unknown `encoding`.
+    """
+    d = _native.preparse_request(body, encoding)
     return PreParsed(
         model=cast("str | None", d["model"]),
         stream=cast(bool, d["stream"]),
@@ -70,6 +78,7 @@ def preparse_request(body: bytes) -> PreParsed:
         prompt_tokens=cast(int, d["prompt_tokens"]),
         estimated=cast(bool, d["estimated"]),
         dragonfly=cast("bytes | None", d["dragonfly"]),
+        encoding=cast(EncodingName, d["encoding"]),
     )
 
 

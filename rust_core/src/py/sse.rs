@@ -6,7 +6,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use super::errors::{EventTooLargeError, InvalidInputError, StreamError};
 use crate::sse::{self, Encoding, SseError, ToolCall, Usage};
 
-/// Bodies at least this big are rewritten with the GIL released.
+/// Bodies (and `Splicer.feed` chunks) at least this big are processed with the GIL released.
 const DETACH_BYTES: usize = 64 * 1024;
 
 #[cold]
@@ -88,8 +88,18 @@ impl PySplicer {
         )))
     }
 
+    /// Chunks of `DETACH_BYTES` and more are spliced with the GIL released. Sound: the closure holds no
+    /// Python reference — `data` borrows the immutable `bytes` argument, which the caller keeps alive for
+    /// the whole call, and `&mut self` is this object's exclusive borrow, so another thread touching the
+    /// same `Splicer` meanwhile gets pyo3's "already borrowed" error instead of a data race.
     fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        let out = self.0.feed(data).map_err(to_py_err)?;
+        let splicer = &mut self.0;
+        let out = if data.len() >= DETACH_BYTES {
+            py.detach(|| splicer.feed(data))
+        } else {
+            splicer.feed(data)
+        }
+        .map_err(to_py_err)?;
         Ok(PyBytes::new(py, &out))
     }
 

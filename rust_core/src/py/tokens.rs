@@ -89,13 +89,22 @@ fn encoding_for_model(model: &str) -> (&'static str, bool) {
     (enc.name(), estimated)
 }
 
-/// One-pass pre-parse of a request body; see `crate::tokens::preparse_request`.
+/// One-pass pre-parse of a request body; see `crate::tokens::preparse_request_with`. `encoding`
+/// (e.g. the one a listing declares) overrides the model's mapping for the prompt count.
 #[pyfunction]
-fn preparse_request<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (body, encoding = None))]
+fn preparse_request<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    encoding: Option<&str>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let enc = encoding
+        .map(|name| Encoding::from_name(name).ok_or_else(|| unknown_encoding(name)))
+        .transpose()?;
     let parsed = if body.len() >= DETACH_BYTES {
-        py.detach(|| tokens::preparse_request(body))
+        py.detach(|| tokens::preparse_request_with(body, enc))
     } else {
-        tokens::preparse_request(body)
+        tokens::preparse_request_with(body, enc)
     }
     .map_err(|e| InvalidInputError::new_err(e.0))?;
     let d = PyDict::new(py);
@@ -106,6 +115,7 @@ fn preparse_request<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, Py
     d.set_item("n", parsed.n)?;
     d.set_item("has_tools", parsed.has_tools)?;
     d.set_item("prompt_tokens", parsed.prompt_tokens)?;
+    d.set_item("encoding", parsed.encoding.name())?;
     d.set_item("estimated", parsed.estimated)?;
     d.set_item("dragonfly", parsed.dragonfly.map(|b| PyBytes::new(py, &b)))?;
     Ok(d)

@@ -15,9 +15,19 @@
 //! [`MIN_TARGET_SAMPLES`] samples (with at least that many samples the listing is excluded instead).
 //! Listings within [`TIE_EPSILON`] of each other are ordered by a weighted draw (weight = score) seeded by
 //! the caller, so load spreads across equivalent sellers while one seed always gives one order.
+//!
+//! Performance (the data plane calls `rank` on every request): listings are grouped by model, and each
+//! model's book keeps a compact "hot" slot per listing (prices, caps, status code, interned provider and
+//! seller symbols, live stats) apart from the "cold" strings used only by `explain`. Provider/seller
+//! names are interned to small integers at `upsert_listing`/`set_profile` time and a profile's
+//! allow/deny lists are precompiled into bitsets, so the filter pass hashes no string. `rank` makes two
+//! passes over the model's slots — (1) filter and gather the normalisers and the priors' sums, (2) score
+//! each eligible listing and keep only those that can still reach the answer (a running top-`limit` heap
+//! and its near-tie floor) — then sorts that handful. The prior of the TTFT feature is computed in pass 1
+//! as `fastest × Σ 1/ttft` (the same mean as Σ fastest/ttft, up to rounding).
 
-use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
 
 use super::model::{
     ContractStatus, Features, ListingStatus, ListingTerms, Profile, Stats, Strategy, Weights,
@@ -44,6 +54,16 @@ const PEN_TTFT: u8 = 2;
 const PEN_TPS: u8 = 4;
 const PEN_RECENT_FAILURE: u8 = 8;
 
+/// Reasons a listing is never routable whatever the profile, by [`Slot::blocked`] code (0 = routable).
+const BLOCKED: [&str; 6] = [
+    "",
+    "status_pending",
+    "status_paused",
+    "status_price_review",
+    "status_suspended",
+    "contract_suspended",
+];
+
 /// Why a market call was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarketError {
@@ -67,21 +87,174 @@ fn invalid(msg: impl Into<String>) -> MarketError {
     MarketError::Invalid(msg.into())
 }
 
-struct Entry {
-    id: String,
-    terms: ListingTerms,
+/// Provider and seller names as small integers. Grows with the distinct names ever seen (listings and
+/// profiles); never shrinks, which is bounded by the number of sellers/providers on the market.
+#[derive(Default)]
+struct Interner(HashMap<String, u32>);
+
+impl Interner {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&sym) = self.0.get(name) {
+            return sym;
+        }
+        let sym = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        self.0.insert(name.to_owned(), sym);
+        sym
+    }
+}
+
+/// A set of interned symbols as a bitset.
+#[derive(Default)]
+struct SymSet(Vec<u64>);
+
+impl SymSet {
+    fn build(syms: impl IntoIterator<Item = u32>) -> Self {
+        let mut bits: Vec<u64> = Vec::new();
+        for sym in syms {
+            let word = (sym / 64) as usize;
+            if bits.len() <= word {
+                bits.resize(word + 1, 0);
+            }
+            if let Some(w) = bits.get_mut(word) {
+                *w |= 1 << (sym % 64);
+            }
+        }
+        SymSet(bits)
+    }
+
+    #[inline]
+    fn contains(&self, sym: u32) -> bool {
+        self.0
+            .get((sym / 64) as usize)
+            .is_some_and(|w| (w >> (sym % 64)) & 1 == 1)
+    }
+}
+
+/// The hot part of a listing: everything `rank` reads, strings replaced by symbols.
+struct Slot {
+    input_price: u64,
+    output_price: u64,
+    blended_price: f64,
+    quality: f64,
+    /// `u64::MAX` when uncapped.
+    concurrency_cap: u64,
+    provider: u32,
+    seller: u32,
+    /// Index into [`BLOCKED`]; 0 = routable.
+    blocked: u8,
+    degraded: bool,
     stats: Stats,
 }
 
+impl Slot {
+    fn new(names: &mut Interner, t: &ListingTerms, stats: Stats) -> Slot {
+        let blocked = match (t.status, t.contract) {
+            (ListingStatus::Pending, _) => 1,
+            (ListingStatus::Paused, _) => 2,
+            (ListingStatus::PriceReview, _) => 3,
+            (ListingStatus::Suspended, _) => 4,
+            (ListingStatus::Active, ContractStatus::Suspended) => 5,
+            (ListingStatus::Active, _) => 0,
+        };
+        Slot {
+            input_price: t.input_price,
+            output_price: t.output_price,
+            blended_price: t.blended_price(),
+            quality: t.quality,
+            concurrency_cap: t.concurrency_cap.unwrap_or(u64::MAX),
+            provider: names.intern(&t.provider),
+            seller: names.intern(&t.seller_id),
+            blocked,
+            degraded: t.contract == ContractStatus::Degraded,
+            stats,
+        }
+    }
+}
+
+/// The cold part of a listing: its id and full terms.
+struct Cold {
+    id: String,
+    terms: ListingTerms,
+}
+
+/// One model's listings: `slots[i]` and `cold[i]` describe the same listing.
 #[derive(Default)]
 struct Book {
-    entries: Vec<Entry>,
+    slots: Vec<Slot>,
+    cold: Vec<Cold>,
     pos: HashMap<String, usize>,
+}
+
+/// A profile's filters, compiled against the interner.
+struct Filters {
+    providers_allow: Option<SymSet>,
+    providers_deny: SymSet,
+    sellers_deny: SymSet,
+    max_input_price: u64,
+    max_output_price: u64,
+    max_ttft_ms: Option<f64>,
+    min_throughput_tps: Option<f64>,
+}
+
+impl Filters {
+    fn compile(names: &mut Interner, p: &Profile) -> Filters {
+        let mut set = |list: &mut dyn Iterator<Item = &String>| {
+            SymSet::build(list.map(|n| names.intern(n)).collect::<Vec<_>>())
+        };
+        Filters {
+            providers_allow: p.providers_allow.as_ref().map(|a| set(&mut a.iter())),
+            providers_deny: set(&mut p.providers_deny.iter()),
+            sellers_deny: set(&mut p.sellers_deny.iter()),
+            max_input_price: p.max_input_price.unwrap_or(u64::MAX),
+            max_output_price: p.max_output_price.unwrap_or(u64::MAX),
+            max_ttft_ms: p.max_ttft_ms,
+            min_throughput_tps: p.min_throughput_tps,
+        }
+    }
+
+    /// Why `s` is filtered out, if it is (checked in the order the reasons are documented).
+    #[inline(always)]
+    fn exclusion(&self, s: &Slot) -> Option<&'static str> {
+        if s.blocked != 0 {
+            return BLOCKED.get(usize::from(s.blocked)).copied();
+        }
+        if s.stats.inflight >= s.concurrency_cap {
+            return Some("capacity_full");
+        }
+        if s.input_price > self.max_input_price {
+            return Some("input_price_above_ceiling");
+        }
+        if s.output_price > self.max_output_price {
+            return Some("output_price_above_ceiling");
+        }
+        if self
+            .providers_allow
+            .as_ref()
+            .is_some_and(|a| !a.contains(s.provider))
+        {
+            return Some("provider_not_allowed");
+        }
+        if self.providers_deny.contains(s.provider) {
+            return Some("provider_denied");
+        }
+        if self.sellers_deny.contains(s.seller) {
+            return Some("seller_denied");
+        }
+        let st = &s.stats;
+        if st.ttft_n >= MIN_TARGET_SAMPLES && self.max_ttft_ms.is_some_and(|m| st.ttft_ms > m) {
+            return Some("ttft_above_target");
+        }
+        if st.tps_n >= MIN_TARGET_SAMPLES && self.min_throughput_tps.is_some_and(|m| st.tps < m) {
+            return Some("throughput_below_target");
+        }
+        None
+    }
 }
 
 struct ProfileEntry {
     profile: Profile,
     weights: Weights,
+    filters: Filters,
 }
 
 /// One listing in `explain`'s answer.
@@ -98,11 +271,187 @@ pub struct Explained {
     pub penalties: Vec<&'static str>,
 }
 
-struct Candidate {
-    idx: usize,
-    features: Features,
-    score: f64,
-    penalties: u8,
+/// An eligible listing: its score and its slot index.
+type Scored = (f64, u32);
+
+/// Normalisers and priors over a model's eligible listings (pass 1's result).
+struct Norms {
+    min_price: f64,
+    min_ttft: f64,
+    max_tps: f64,
+    prior_ttft: f64,
+    prior_tps: f64,
+    prior_rel: f64,
+}
+
+#[inline(always)]
+fn ratio(num: f64, den: f64) -> f64 {
+    if den <= 0.0 {
+        1.0
+    } else {
+        (num / den).clamp(0.0, 1.0)
+    }
+}
+
+/// Success EWMA, reduced after a recent failure; and whether it was.
+#[inline(always)]
+fn reliability(s: &Stats, now_ms: i64) -> (f64, bool) {
+    if let Some(f) = s.last_failure_ms {
+        let dt = now_ms.saturating_sub(f);
+        if (0..FAILURE_COOLDOWN_MS).contains(&dt) {
+            return (
+                s.success * (0.5 + 0.5 * dt as f64 / FAILURE_COOLDOWN_MS as f64),
+                true,
+            );
+        }
+    }
+    (s.success, false)
+}
+
+/// Pass 1: filter `book` through `filters`, collect the eligible slot indices into `cands`, and compute
+/// the normalisers and priors.
+fn gather(
+    book: &Book,
+    filters: &Filters,
+    now_ms: i64,
+    cands: &mut Vec<u32>,
+    mut on_excluded: impl FnMut(usize, &'static str),
+) -> Norms {
+    let mut min_price = f64::INFINITY;
+    let (mut ttft_n, mut min_ttft, mut ttft_inv_sum, mut ttft_zeros) =
+        (0u32, f64::INFINITY, 0.0f64, 0u32);
+    let (mut tps_n, mut max_tps, mut tps_sum) = (0u32, 0.0f64, 0.0f64);
+    let (mut rel_n, mut rel_sum) = (0u32, 0.0f64);
+    for (idx, s) in book.slots.iter().enumerate() {
+        if let Some(why) = filters.exclusion(s) {
+            on_excluded(idx, why);
+            continue;
+        }
+        cands.push(idx as u32);
+        min_price = min_price.min(s.blended_price);
+        let st = &s.stats;
+        if st.ttft_n > 0 {
+            ttft_n += 1;
+            min_ttft = min_ttft.min(st.ttft_ms);
+            if st.ttft_ms > 0.0 {
+                ttft_inv_sum += 1.0 / st.ttft_ms;
+            } else {
+                ttft_zeros += 1;
+            }
+        }
+        if st.tps_n > 0 {
+            tps_n += 1;
+            max_tps = max_tps.max(st.tps);
+            tps_sum += st.tps;
+        }
+        if st.outcomes_n > 0 {
+            rel_n += 1;
+            rel_sum += reliability(st, now_ms).0;
+        }
+    }
+    let mean = |n: u32, sum: f64| {
+        if n == 0 {
+            NEUTRAL_PRIOR
+        } else {
+            sum / f64::from(n)
+        }
+    };
+    // Σ ratio(fastest, t): fastest/t each when the fastest is > 0; else 1 for each 0 ms and 0 for the rest.
+    let ttft_sum = if min_ttft > 0.0 {
+        (min_ttft * ttft_inv_sum).min(f64::from(ttft_n))
+    } else {
+        f64::from(ttft_zeros)
+    };
+    // Σ ratio(t, best): t/best each when the best is > 0; else 1 each.
+    let tps_sum = if max_tps > 0.0 {
+        (tps_sum / max_tps).min(f64::from(tps_n))
+    } else {
+        f64::from(tps_n)
+    };
+    Norms {
+        min_price,
+        min_ttft,
+        max_tps,
+        prior_ttft: mean(ttft_n, ttft_sum),
+        prior_tps: mean(tps_n, tps_sum),
+        prior_rel: mean(rel_n, rel_sum),
+    }
+}
+
+/// Features, score and penalty bits of an eligible slot (pass 2).
+#[inline(always)]
+fn evaluate(
+    s: &Slot,
+    n: &Norms,
+    w: &Weights,
+    filters: &Filters,
+    now_ms: i64,
+) -> (Features, f64, u8) {
+    let st = &s.stats;
+    let mut penalties = 0u8;
+    let reliability = if st.outcomes_n > 0 {
+        let (r, recent) = reliability(st, now_ms);
+        if recent {
+            penalties |= PEN_RECENT_FAILURE;
+        }
+        r
+    } else {
+        n.prior_rel
+    };
+    let f = Features {
+        price: ratio(n.min_price, s.blended_price),
+        ttft: if st.ttft_n > 0 {
+            ratio(n.min_ttft, st.ttft_ms)
+        } else {
+            n.prior_ttft
+        },
+        throughput: if st.tps_n > 0 {
+            ratio(st.tps, n.max_tps)
+        } else {
+            n.prior_tps
+        },
+        reliability,
+        quality: s.quality,
+    };
+    let mut score = w.price * f.price
+        + w.ttft * f.ttft
+        + w.throughput * f.throughput
+        + w.reliability * f.reliability
+        + w.quality * f.quality;
+    if s.degraded {
+        score *= DEGRADED_FACTOR;
+        penalties |= PEN_DEGRADED;
+    }
+    if st.ttft_n > 0 && filters.max_ttft_ms.is_some_and(|m| st.ttft_ms > m) {
+        score *= TARGET_MISS_FACTOR;
+        penalties |= PEN_TTFT;
+    }
+    if st.tps_n > 0 && filters.min_throughput_tps.is_some_and(|m| st.tps < m) {
+        score *= TARGET_MISS_FACTOR;
+        penalties |= PEN_TPS;
+    }
+    (f, score, penalties)
+}
+
+/// A score ordered by `f64::total_cmp`, for the running top-`limit` heap.
+#[derive(Clone, Copy)]
+struct Key(f64);
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 /// Listings (static terms + live stats) grouped by model, routing profiles, and strategy weights.
@@ -111,6 +460,7 @@ pub struct Market {
     model_of: HashMap<String, String>,
     profiles: HashMap<String, ProfileEntry>,
     strategy_weights: HashMap<Strategy, Weights>,
+    names: Interner,
 }
 
 impl Default for Market {
@@ -130,6 +480,7 @@ impl Market {
             model_of: HashMap::new(),
             profiles: HashMap::new(),
             strategy_weights,
+            names: Interner::default(),
         }
     }
 
@@ -153,23 +504,34 @@ impl Market {
             if *old_model == terms.model {
                 if let Some(book) = self.books.get_mut(old_model) {
                     if let Some(&i) = book.pos.get(id) {
-                        book.entries[i].terms = terms;
-                        return Ok(());
+                        if let (Some(slot), Some(cold)) =
+                            (book.slots.get_mut(i), book.cold.get_mut(i))
+                        {
+                            let stats = std::mem::take(&mut slot.stats);
+                            *slot = Slot::new(&mut self.names, &terms, stats);
+                            cold.terms = terms;
+                            return Ok(());
+                        }
                     }
                 }
             }
             self.remove_listing(id);
         }
-        let book = self.books.entry(terms.model.clone()).or_default();
-        book.pos.insert(id.to_owned(), book.entries.len());
-        self.model_of.insert(id.to_owned(), terms.model.clone());
-        book.entries.push(Entry {
-            id: id.to_owned(),
-            terms,
-            stats: Stats {
+        let slot = Slot::new(
+            &mut self.names,
+            &terms,
+            Stats {
                 success: 1.0,
                 ..Stats::default()
             },
+        );
+        let book = self.books.entry(terms.model.clone()).or_default();
+        book.pos.insert(id.to_owned(), book.slots.len());
+        self.model_of.insert(id.to_owned(), terms.model.clone());
+        book.slots.push(slot);
+        book.cold.push(Cold {
+            id: id.to_owned(),
+            terms,
         });
         Ok(())
     }
@@ -185,26 +547,30 @@ impl Market {
         let Some(i) = book.pos.remove(id) else {
             return false;
         };
-        book.entries.swap_remove(i);
-        if let Some(moved) = book.entries.get(i) {
+        if i >= book.slots.len() || i >= book.cold.len() {
+            return false;
+        }
+        book.slots.swap_remove(i);
+        book.cold.swap_remove(i);
+        if let Some(moved) = book.cold.get(i) {
             book.pos.insert(moved.id.clone(), i);
         }
-        if book.entries.is_empty() {
+        if book.slots.is_empty() {
             self.books.remove(&model);
         }
         true
     }
 
-    fn entry_mut(&mut self, id: &str) -> Option<&mut Entry> {
+    fn stats_mut(&mut self, id: &str) -> Option<&mut Stats> {
         let model = self.model_of.get(id)?;
         let book = self.books.get_mut(model)?;
         let i = *book.pos.get(id)?;
-        book.entries.get_mut(i)
+        book.slots.get_mut(i).map(|s| &mut s.stats)
     }
 
     /// Set the number of requests in flight on a listing; false if the listing is unknown.
     pub fn set_inflight(&mut self, id: &str, n: u64) -> bool {
-        self.entry_mut(id).map(|e| e.stats.inflight = n).is_some()
+        self.stats_mut(id).map(|s| s.inflight = n).is_some()
     }
 
     /// Fold one request outcome into the listing's EWMAs; false if the listing is unknown (e.g. removed
@@ -226,10 +592,9 @@ impl Market {
                 }
             }
         }
-        let Some(e) = self.entry_mut(id) else {
+        let Some(s) = self.stats_mut(id) else {
             return Ok(false);
         };
-        let s = &mut e.stats;
         let ewma = |old: f64, n: u64, x: f64, a: f64| if n == 0 { x } else { old + a * (x - old) };
         if let Some(t) = ttft_ms {
             s.ttft_ms = ewma(s.ttft_ms, s.ttft_n, t, TTFT_ALPHA);
@@ -267,11 +632,18 @@ impl Market {
         w.normalised().map_err(invalid)
     }
 
-    /// Register or replace a routing profile.
+    /// Register or replace a routing profile (its provider/seller lists are compiled here, once).
     pub fn set_profile(&mut self, id: &str, profile: Profile) -> Result<(), MarketError> {
         let weights = self.resolve(profile.strategy, profile.weights.as_deref())?;
-        self.profiles
-            .insert(id.to_owned(), ProfileEntry { profile, weights });
+        let filters = Filters::compile(&mut self.names, &profile);
+        self.profiles.insert(
+            id.to_owned(),
+            ProfileEntry {
+                profile,
+                weights,
+                filters,
+            },
+        );
         Ok(())
     }
 
@@ -318,161 +690,6 @@ impl Market {
             .unwrap_or_else(|| strategy.default_weights())
     }
 
-    fn exclusion(e: &Entry, p: &Profile) -> Option<&'static str> {
-        let t = &e.terms;
-        match t.status {
-            ListingStatus::Active => {}
-            ListingStatus::Pending => return Some("status_pending"),
-            ListingStatus::Paused => return Some("status_paused"),
-            ListingStatus::PriceReview => return Some("status_price_review"),
-            ListingStatus::Suspended => return Some("status_suspended"),
-        }
-        if t.contract == ContractStatus::Suspended {
-            return Some("contract_suspended");
-        }
-        if t.concurrency_cap.is_some_and(|cap| e.stats.inflight >= cap) {
-            return Some("capacity_full");
-        }
-        if p.max_input_price.is_some_and(|m| t.input_price > m) {
-            return Some("input_price_above_ceiling");
-        }
-        if p.max_output_price.is_some_and(|m| t.output_price > m) {
-            return Some("output_price_above_ceiling");
-        }
-        if p.providers_allow
-            .as_ref()
-            .is_some_and(|a| !a.contains(&t.provider))
-        {
-            return Some("provider_not_allowed");
-        }
-        if !p.providers_deny.is_empty() && p.providers_deny.contains(&t.provider) {
-            return Some("provider_denied");
-        }
-        if !p.sellers_deny.is_empty() && p.sellers_deny.contains(&t.seller_id) {
-            return Some("seller_denied");
-        }
-        let s = &e.stats;
-        if s.ttft_n >= MIN_TARGET_SAMPLES && p.max_ttft_ms.is_some_and(|m| s.ttft_ms > m) {
-            return Some("ttft_above_target");
-        }
-        if s.tps_n >= MIN_TARGET_SAMPLES && p.min_throughput_tps.is_some_and(|m| s.tps < m) {
-            return Some("throughput_below_target");
-        }
-        None
-    }
-
-    /// Filter and score every listing of `model`. Returns the candidates and the excluded listings.
-    fn evaluate(
-        book: &Book,
-        pe: &ProfileEntry,
-        now_ms: i64,
-        mut on_excluded: impl FnMut(usize, &'static str),
-    ) -> Vec<Candidate> {
-        let p = &pe.profile;
-        let mut cands = Vec::with_capacity(book.entries.len());
-        // Pass 1: filter, and gather the normalisers.
-        let (mut min_price, mut min_ttft, mut max_tps) = (f64::INFINITY, f64::INFINITY, 0.0f64);
-        for (idx, e) in book.entries.iter().enumerate() {
-            if let Some(why) = Self::exclusion(e, p) {
-                on_excluded(idx, why);
-                continue;
-            }
-            min_price = min_price.min(e.terms.blended_price());
-            if e.stats.ttft_n > 0 {
-                min_ttft = min_ttft.min(e.stats.ttft_ms);
-            }
-            if e.stats.tps_n > 0 {
-                max_tps = max_tps.max(e.stats.tps);
-            }
-            cands.push(Candidate {
-                idx,
-                features: Features::default(),
-                score: 0.0,
-                penalties: 0,
-            });
-        }
-        // Pass 2: sampled features, and the priors for unsampled ones.
-        let ratio = |num: f64, den: f64| {
-            if den <= 0.0 {
-                1.0
-            } else {
-                (num / den).clamp(0.0, 1.0)
-            }
-        };
-        let (mut sum, mut cnt) = ([0.0f64; 3], [0u32; 3]);
-        for c in &mut cands {
-            let e = &book.entries[c.idx];
-            let (t, s) = (&e.terms, &e.stats);
-            c.features.price = ratio(min_price, t.blended_price());
-            c.features.quality = t.quality;
-            if s.ttft_n > 0 {
-                c.features.ttft = ratio(min_ttft, s.ttft_ms);
-                sum[0] += c.features.ttft;
-                cnt[0] += 1;
-            }
-            if s.tps_n > 0 {
-                c.features.throughput = ratio(s.tps, max_tps);
-                sum[1] += c.features.throughput;
-                cnt[1] += 1;
-            }
-            if s.outcomes_n > 0 {
-                let mut r = s.success;
-                if let Some(f) = s.last_failure_ms {
-                    let dt = now_ms.saturating_sub(f);
-                    if (0..FAILURE_COOLDOWN_MS).contains(&dt) {
-                        r *= 0.5 + 0.5 * dt as f64 / FAILURE_COOLDOWN_MS as f64;
-                        c.penalties |= PEN_RECENT_FAILURE;
-                    }
-                }
-                c.features.reliability = r;
-                sum[2] += r;
-                cnt[2] += 1;
-            }
-        }
-        let prior = |i: usize| {
-            if cnt[i] == 0 {
-                NEUTRAL_PRIOR
-            } else {
-                sum[i] / cnt[i] as f64
-            }
-        };
-        let (prior_ttft, prior_tps, prior_rel) = (prior(0), prior(1), prior(2));
-        let w = pe.weights;
-        for c in &mut cands {
-            let e = &book.entries[c.idx];
-            let s = &e.stats;
-            if s.ttft_n == 0 {
-                c.features.ttft = prior_ttft;
-            }
-            if s.tps_n == 0 {
-                c.features.throughput = prior_tps;
-            }
-            if s.outcomes_n == 0 {
-                c.features.reliability = prior_rel;
-            }
-            let f = &c.features;
-            let mut score = w.price * f.price
-                + w.ttft * f.ttft
-                + w.throughput * f.throughput
-                + w.reliability * f.reliability
-                + w.quality * f.quality;
-            if e.terms.contract == ContractStatus::Degraded {
-                score *= DEGRADED_FACTOR;
-                c.penalties |= PEN_DEGRADED;
-            }
-            if s.ttft_n > 0 && p.max_ttft_ms.is_some_and(|m| s.ttft_ms > m) {
-                score *= TARGET_MISS_FACTOR;
-                c.penalties |= PEN_TTFT;
-            }
-            if s.tps_n > 0 && p.min_throughput_tps.is_some_and(|m| s.tps < m) {
-                score *= TARGET_MISS_FACTOR;
-                c.penalties |= PEN_TPS;
-            }
-            c.score = score;
-        }
-        cands
-    }
-
     fn profile(&self, profile_id: &str) -> Result<&ProfileEntry, MarketError> {
         self.profiles
             .get(profile_id)
@@ -480,34 +697,25 @@ impl Market {
     }
 
     /// Order candidates: best score first, near-ties by a weighted draw seeded by `seed`. At most `limit`.
-    fn order(book: &Book, mut cands: Vec<Candidate>, seed: u64, limit: usize) -> Vec<Candidate> {
+    ///
+    /// `cands` must hold every eligible listing whose score is at least the `limit`-th best score minus
+    /// [`TIE_EPSILON`] (more is fine): nothing below that can reach the answer, so `rank` and `explain`
+    /// give the same order.
+    fn order(book: &Book, mut cands: Vec<Scored>, seed: u64, limit: usize) -> Vec<Scored> {
         let limit = limit.min(cands.len());
         if limit == 0 {
             return Vec::new();
         }
-        let by_score = |a: &Candidate, b: &Candidate| {
-            b.score
-                .partial_cmp(&a.score)
-                .unwrap_or(Ordering::Equal)
-                .then_with(|| book.entries[a.idx].id.cmp(&book.entries[b.idx].id))
-        };
-        // Keep only what can reach the answer: the top `limit` and whatever near-ties the last of them.
-        if cands.len() > limit {
-            cands.select_nth_unstable_by(limit - 1, by_score);
-            let floor = cands[limit - 1].score - TIE_EPSILON;
-            let mut keep = cands.split_off(limit);
-            keep.retain(|c| c.score >= floor);
-            cands.append(&mut keep);
-        }
-        cands.sort_unstable_by(by_score);
+        let id = |i: u32| book.cold.get(i as usize).map(|c| c.id.as_str());
+        cands.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| id(a.1).cmp(&id(b.1))));
         let mut rng = SplitMix64::new(seed);
         let mut out = Vec::with_capacity(limit);
         let mut rest = cands.into_iter().peekable();
         while out.len() < limit {
             let Some(head) = rest.next() else { break };
-            let floor = head.score - TIE_EPSILON;
+            let floor = head.0 - TIE_EPSILON;
             let mut group = vec![head];
-            while let Some(c) = rest.next_if(|c| c.score >= floor) {
+            while let Some(c) = rest.next_if(|c| c.0 >= floor) {
                 group.push(c);
             }
             if group.len() == 1 {
@@ -515,16 +723,14 @@ impl Market {
                 continue;
             }
             // Efraimidis–Spirakis weighted sampling without replacement: key = ln(u) / weight.
-            let mut keyed: Vec<(f64, Candidate)> = group
+            let mut keyed: Vec<(f64, Scored)> = group
                 .into_iter()
                 .map(|c| {
                     let u = rng.next_f64().max(f64::MIN_POSITIVE);
-                    (u.ln() / c.score.max(1e-9), c)
+                    (u.ln() / c.0.max(1e-9), c)
                 })
                 .collect();
-            let by_key = |a: &(f64, Candidate), b: &(f64, Candidate)| {
-                b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal)
-            };
+            let by_key = |a: &(f64, Scored), b: &(f64, Scored)| b.0.total_cmp(&a.0);
             let need = limit - out.len();
             if keyed.len() > need {
                 keyed.select_nth_unstable_by(need - 1, by_key);
@@ -550,10 +756,44 @@ impl Market {
         let Some(book) = self.books.get(model) else {
             return Ok(Vec::new());
         };
-        let cands = Self::evaluate(book, pe, now_ms, |_, _| {});
-        Ok(Self::order(book, cands, seed, limit)
+        let mut cands = Vec::with_capacity(book.slots.len());
+        let norms = gather(book, &pe.filters, now_ms, &mut cands, |_, _| {});
+        let limit = limit.min(cands.len());
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Pass 2: score, keeping only what can still reach the answer — the running top `limit` (a
+        // min-heap of their scores) and anything within TIE_EPSILON of its worst.
+        let mut top: BinaryHeap<Reverse<Key>> = BinaryHeap::with_capacity(limit + 1);
+        let mut floor = f64::NEG_INFINITY;
+        let mut kept: Vec<Scored> = Vec::new();
+        for &idx in &cands {
+            let Some(s) = book.slots.get(idx as usize) else {
+                continue;
+            };
+            let (_, score, _) = evaluate(s, &norms, &pe.weights, &pe.filters, now_ms);
+            if score < floor {
+                continue;
+            }
+            kept.push((score, idx));
+            if top.len() < limit {
+                top.push(Reverse(Key(score)));
+            } else if top.peek().is_some_and(|Reverse(k)| score > k.0) {
+                top.pop();
+                top.push(Reverse(Key(score)));
+            } else {
+                continue;
+            }
+            if top.len() == limit {
+                if let Some(Reverse(k)) = top.peek() {
+                    floor = k.0 - TIE_EPSILON;
+                }
+            }
+        }
+        kept.retain(|c| c.0 >= floor);
+        Ok(Self::order(book, kept, seed, limit)
             .into_iter()
-            .map(|c| book.entries[c.idx].id.as_str())
+            .filter_map(|(_, i)| book.cold.get(i as usize).map(|c| c.id.as_str()))
             .collect())
     }
 
@@ -571,23 +811,39 @@ impl Market {
             return Ok(Vec::new());
         };
         let mut excluded = Vec::new();
-        let cands = Self::evaluate(book, pe, now_ms, |idx, why| excluded.push((idx, why)));
-        let n = cands.len();
-        let mut out: Vec<Explained> = Self::order(book, cands, seed, n)
+        let mut cands = Vec::with_capacity(book.slots.len());
+        let norms = gather(book, &pe.filters, now_ms, &mut cands, |idx, why| {
+            excluded.push((idx, why))
+        });
+        let eval = |i: u32| {
+            book.slots
+                .get(i as usize)
+                .map(|s| evaluate(s, &norms, &pe.weights, &pe.filters, now_ms))
+        };
+        let scored: Vec<Scored> = cands
+            .iter()
+            .filter_map(|&i| eval(i).map(|(_, score, _)| (score, i)))
+            .collect();
+        let n = scored.len();
+        let id = |i: usize| book.cold.get(i).map(|c| c.id.clone()).unwrap_or_default();
+        let mut out: Vec<Explained> = Self::order(book, scored, seed, n)
             .into_iter()
             .enumerate()
-            .map(|(rank, c)| Explained {
-                listing_id: book.entries[c.idx].id.clone(),
-                rank: Some(rank),
-                excluded: None,
-                score: c.score,
-                features: c.features,
-                weights: pe.weights,
-                penalties: penalty_names(c.penalties),
+            .filter_map(|(rank, (_, i))| {
+                let (features, score, penalties) = eval(i)?;
+                Some(Explained {
+                    listing_id: id(i as usize),
+                    rank: Some(rank),
+                    excluded: None,
+                    score,
+                    features,
+                    weights: pe.weights,
+                    penalties: penalty_names(penalties),
+                })
             })
             .collect();
         out.extend(excluded.into_iter().map(|(idx, why)| Explained {
-            listing_id: book.entries[idx].id.clone(),
+            listing_id: id(idx),
             rank: None,
             excluded: Some(why),
             score: 0.0,

@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::count::{count, Encoding};
+use super::json::{raw_str, raw_u64, Pick, Picked};
+
+/// The members of a streamed `choices[]` entry that [`Texts::absorb_picked`] reads.
+pub(crate) const CHOICE: Pick<3> = Pick(&["index", "finish_reason", "delta"]);
+/// The members of a `delta` that [`Texts::absorb_picked`] reads.
+const DELTA: Pick<4> = Pick(&["content", "reasoning_content", "reasoning", "tool_calls"]);
 
 /// Token usage, normalised from the many shapes upstreams send.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -109,9 +115,13 @@ fn index_or(v: &Value, fallback: usize) -> u64 {
 impl Texts {
     /// Take text from a streamed chunk's `choices[].delta` (or a body's `choices[].message`).
     pub(crate) fn absorb(&mut self, obj: &Map<String, Value>, part: &str) {
-        let Some(choices) = obj.get("choices").and_then(Value::as_array) else {
-            return;
-        };
+        if let Some(choices) = obj.get("choices").and_then(Value::as_array) {
+            self.absorb_choices(choices, part);
+        }
+    }
+
+    /// [`Texts::absorb`] given the `choices` array itself.
+    pub(crate) fn absorb_choices(&mut self, choices: &[Value], part: &str) {
         for (pos, choice) in choices.iter().enumerate() {
             if let Some(fr) = choice.get("finish_reason").and_then(Value::as_str) {
                 self.finish_reason = Some(fr.to_owned());
@@ -119,46 +129,71 @@ impl Texts {
             let Some(delta) = choice.get(part).and_then(Value::as_object) else {
                 continue;
             };
-            let idx = index_or(choice, pos);
-            let acc = self.choices.entry(idx).or_default();
-            match delta.get("content") {
-                Some(Value::String(s)) => acc.content.push_str(s),
-                Some(Value::Array(parts)) => {
-                    absorb_parts(parts, &mut acc.content, &mut acc.reasoning)
-                }
-                _ => {}
+            self.absorb_delta(index_or(choice, pos), delta);
+        }
+    }
+
+    fn absorb_delta(&mut self, idx: u64, delta: &Map<String, Value>) {
+        let acc = self.choices.entry(idx).or_default();
+        match delta.get("content") {
+            Some(Value::String(s)) => acc.content.push_str(s),
+            Some(Value::Array(parts)) => absorb_parts(parts, &mut acc.content, &mut acc.reasoning),
+            _ => {}
+        }
+        // vLLM sends `reasoning` and `reasoning_content` with the same text: take one.
+        if let Some(r) = delta
+            .get("reasoning_content")
+            .and_then(Value::as_str)
+            .or_else(|| delta.get("reasoning").and_then(Value::as_str))
+        {
+            acc.reasoning.push_str(r);
+        }
+        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+            absorb_tool_calls(acc, idx, calls);
+        }
+    }
+
+    /// [`Texts::absorb_choices`] (`part = "delta"`) for a streamed chunk's `choices` read with
+    /// [`CHOICE`], each delta with [`DELTA`]: the same result without building a `Value` tree. A delta
+    /// the pick refuses (not an object, a repeated member) is read as a `Value` instead.
+    pub(crate) fn absorb_picked(&mut self, choices: &[Picked<'_, 3>]) {
+        for (pos, [index, finish_reason, delta]) in choices.iter().enumerate() {
+            if let Some(fr) = finish_reason.and_then(raw_str) {
+                self.finish_reason = Some(fr.into_owned());
             }
-            // vLLM sends `reasoning` and `reasoning_content` with the same text: take one.
-            if let Some(r) = delta
-                .get("reasoning_content")
-                .and_then(Value::as_str)
-                .or_else(|| delta.get("reasoning").and_then(Value::as_str))
-            {
-                acc.reasoning.push_str(r);
-            }
-            let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else {
+            let Some(delta) = delta else {
                 continue;
             };
-            for (tpos, call) in calls.iter().enumerate() {
-                let tidx = index_or(call, tpos);
-                let tc = acc.tools.entry(tidx).or_insert_with(|| ToolCall {
-                    choice: idx,
-                    index: tidx,
-                    ..ToolCall::default()
-                });
-                if let Some(id) = call.get("id").and_then(Value::as_str) {
-                    tc.id = Some(id.to_owned());
+            let idx = index.and_then(raw_u64).unwrap_or(pos as u64);
+            let Some([content, reasoning_content, reasoning, tool_calls]) =
+                DELTA.object(delta.get())
+            else {
+                if let Ok(Value::Object(d)) = serde_json::from_str::<Value>(delta.get()) {
+                    self.absorb_delta(idx, &d);
                 }
-                let func = call.get("function");
-                if let Some(name) = func.and_then(|f| f.get("name")).and_then(Value::as_str) {
-                    tc.name = Some(name.to_owned());
+                continue;
+            };
+            let acc = self.choices.entry(idx).or_default();
+            if let Some(c) = content {
+                if let Some(s) = raw_str(c) {
+                    acc.content.push_str(&s);
+                } else if c.get().starts_with('[') {
+                    if let Ok(parts) = serde_json::from_str::<Vec<Value>>(c.get()) {
+                        absorb_parts(&parts, &mut acc.content, &mut acc.reasoning);
+                    }
                 }
-                if let Some(args) = func
-                    .and_then(|f| f.get("arguments"))
-                    .and_then(Value::as_str)
-                {
-                    tc.arguments.push_str(args);
-                }
+            }
+            if let Some(r) = reasoning_content
+                .and_then(raw_str)
+                .or_else(|| reasoning.and_then(raw_str))
+            {
+                acc.reasoning.push_str(&r);
+            }
+            if let Some(calls) = tool_calls
+                .filter(|t| t.get().starts_with('['))
+                .and_then(|t| serde_json::from_str::<Vec<Value>>(t.get()).ok())
+            {
+                absorb_tool_calls(acc, idx, &calls);
             }
         }
     }
@@ -207,6 +242,30 @@ impl Texts {
                 .sum::<usize>();
         }
         (total as u64, reasoning as u64)
+    }
+}
+
+fn absorb_tool_calls(acc: &mut ChoiceText, idx: u64, calls: &[Value]) {
+    for (tpos, call) in calls.iter().enumerate() {
+        let tidx = index_or(call, tpos);
+        let tc = acc.tools.entry(tidx).or_insert_with(|| ToolCall {
+            choice: idx,
+            index: tidx,
+            ..ToolCall::default()
+        });
+        if let Some(id) = call.get("id").and_then(Value::as_str) {
+            tc.id = Some(id.to_owned());
+        }
+        let func = call.get("function");
+        if let Some(name) = func.and_then(|f| f.get("name")).and_then(Value::as_str) {
+            tc.name = Some(name.to_owned());
+        }
+        if let Some(args) = func
+            .and_then(|f| f.get("arguments"))
+            .and_then(Value::as_str)
+        {
+            tc.arguments.push_str(args);
+        }
     }
 }
 

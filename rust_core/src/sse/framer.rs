@@ -96,7 +96,14 @@ impl Framer {
     }
 
     fn end_line(&mut self, out: &mut Vec<Frame>) {
+        // The line buffer is handed back afterwards (cleared) so its allocation is reused.
         let mut line = std::mem::take(&mut self.line);
+        self.take_line(&mut line, out);
+        line.clear();
+        self.line = line;
+    }
+
+    fn take_line(&mut self, line: &mut Vec<u8>, out: &mut Vec<Frame>) {
         if self.first_line {
             self.first_line = false;
             if line.starts_with(BOM) {
@@ -108,10 +115,10 @@ impl Framer {
             return;
         }
         if line.first() == Some(&b':') {
-            out.push(Frame::Comment(line));
+            out.push(Frame::Comment(std::mem::take(line)));
             return;
         }
-        let (name, value) = match memchr::memchr(b':', &line) {
+        let (name, value) = match memchr::memchr(b':', line) {
             Some(pos) => {
                 let (name, rest) = line.split_at(pos);
                 let value = rest.get(1..).unwrap_or_default();

@@ -3,6 +3,12 @@
 //! Callers validate the document with `serde_json` first; this scanner only has to find spans in valid
 //! JSON, and for anything else it returns `None` (it never panics and never indexes out of bounds).
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Byte spans of one top-level member: the key (with its quotes) and the value.
@@ -145,6 +151,149 @@ pub(crate) fn rewrite_id_model(buf: &[u8], id_json: &str, model_json: &str) -> O
     }
     out.extend_from_slice(buf.get(copied..)?);
     Some(out)
+}
+
+/// The members named by a [`Pick`] of one JSON object, unparsed, in the order of the names.
+pub(crate) type Picked<'a, const N: usize> = [Option<&'a RawValue>; N];
+
+/// Reads a JSON object keeping only the raw values of the named members; every other member is
+/// syntax-checked and skipped without being built. An object that repeats a named member is refused
+/// (`None`), so callers fall back to their general path for it.
+///
+/// This is the splicer's per-event fast path: parsing a whole chunk into a `Value` tree costs a couple
+/// of dozen allocations (id, model, fingerprint strings, maps with hashed keys) for the few members
+/// it reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Pick<const N: usize>(pub(crate) &'static [&'static str; N]);
+
+impl<const N: usize> Pick<N> {
+    /// `None` unless `text` is exactly one JSON object (surrounding whitespace allowed).
+    pub(crate) fn object(self, text: &str) -> Option<Picked<'_, N>> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let out = self.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(out)
+    }
+
+    /// `None` unless `text` is exactly one JSON array whose elements are all objects.
+    pub(crate) fn array_of_objects(self, text: &str) -> Option<Vec<Picked<'_, N>>> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let out = Elements(self).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(out)
+    }
+}
+
+impl<'de, const N: usize> DeserializeSeed<'de> for Pick<N> {
+    type Value = Picked<'de, N>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for Pick<N> {
+    type Value = Picked<'de, N>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out: Picked<'de, N> = [None; N];
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match self.0.iter().position(|n| *n == key.as_ref()) {
+                Some(i) => {
+                    let v = map.next_value::<&'de RawValue>()?;
+                    match out.get_mut(i) {
+                        Some(slot @ None) => *slot = Some(v),
+                        // A picked name twice: refuse, the caller takes its general path.
+                        _ => return Err(serde::de::Error::custom("repeated member")),
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An object key, borrowed from the input unless it has escapes (serde's own `Cow<str>` always
+/// allocates).
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+struct Elements<const N: usize>(Pick<N>);
+
+impl<'de, const N: usize> DeserializeSeed<'de> for Elements<N> {
+    type Value = Vec<Picked<'de, N>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for Elements<N> {
+    type Value = Vec<Picked<'de, N>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of objects")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+        while let Some(item) = seq.next_element_seed(self.0)? {
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
+/// Byte offset of `part` inside `whole`, when `part` is a subslice of it (as a borrowed `RawValue` of
+/// a document parsed from `whole` is).
+pub(crate) fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (whole.get(start..start + part.len())? == part).then_some(start)
+}
+
+/// A raw value that is present and not `null`.
+pub(crate) fn non_null(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+/// A raw JSON string's text (borrowed when it has no escapes); `None` for any other value, like
+/// `Value::as_str`.
+pub(crate) fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    match serde_json::from_str::<&str>(text) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+    }
+}
+
+/// A raw JSON number as a `u64`, like `Value::as_u64` (with `arbitrary_precision`).
+pub(crate) fn raw_u64(raw: &RawValue) -> Option<u64> {
+    raw.get().parse().ok()
 }
 
 /// JSON-encode a string (never fails).

@@ -17,7 +17,7 @@ mod capture;
 mod completion;
 mod count;
 mod framer;
-mod json;
+pub(crate) mod json;
 mod splicer;
 
 pub use capture::{ToolCall, Usage};

@@ -1,14 +1,17 @@
 //! The streaming splicer: upstream SSE bytes in, buyer SSE bytes out.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::capture::{usage_of, Texts, ToolCall, Usage};
+use super::capture::{usage_of, Texts, ToolCall, Usage, CHOICE};
 use super::count::Encoding;
 use super::framer::{Frame, Framer};
-use super::json::{quote, rewrite_id_model};
+use super::json::{non_null, offset_in, quote, rewrite_id_model, Pick};
 use super::SseError;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
+/// The top-level members of a chunk that [`Splicer`] reads (see [`Chunk`]).
+const CHUNK: Pick<6> = Pick(&["choices", "usage", "x_groq", "error", "id", "model"]);
 
 /// Where [`Splicer::usage`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub struct Splicer {
     garbage_events: u64,
     bytes_in: u64,
     bytes_out: u64,
+    /// Off only in tests, which check the fast path against the general one.
+    fast_path: bool,
 }
 
 impl Splicer {
@@ -93,7 +98,15 @@ impl Splicer {
             garbage_events: 0,
             bytes_in: 0,
             bytes_out: 0,
+            fast_path: true,
         }
+    }
+
+    /// This splicer with every event sent down the general (`Map<String, Value>`) path.
+    #[cfg(test)]
+    pub(crate) fn without_fast_path(mut self) -> Self {
+        self.fast_path = false;
+        self
     }
 
     /// Consume upstream bytes (any split) and return the bytes to send to the buyer now.
@@ -214,9 +227,9 @@ impl Splicer {
         if trimmed.is_empty() {
             return;
         }
-        let parsed: Option<Map<String, Value>> = serde_json::from_slice(data).ok();
         if kind == b"error" {
             self.events += 1;
+            let parsed: Option<Map<String, Value>> = serde_json::from_slice(data).ok();
             let err = match &parsed {
                 Some(obj) => obj
                     .get("error")
@@ -227,6 +240,11 @@ impl Splicer {
             self.upstream_error_chunk(err, out);
             return;
         }
+        if let Some(chunk) = Chunk::pick(data).filter(|_| self.fast_path) {
+            self.chunk(chunk, out);
+            return;
+        }
+        let parsed: Option<Map<String, Value>> = serde_json::from_slice(data).ok();
         let Some(obj) = parsed else {
             self.garbage_events += 1;
             return;
@@ -242,13 +260,7 @@ impl Splicer {
         }
         let choices = obj.get("choices").and_then(Value::as_array);
         let has_usage = obj.get("usage").is_some_and(|u| !u.is_null());
-        if self.in_preamble {
-            if choices.is_some_and(|c| is_role_preamble(c)) && !has_usage {
-                return;
-            }
-            self.in_preamble = false;
-        }
-        if has_usage && choices.is_some_and(Vec::is_empty) && !self.include_usage {
+        if !self.forward(choices, has_usage, choices.map(Vec::len)) {
             return;
         }
         let Some(body) = rewrite_id_model(data, &self.id_json, &self.model_json) else {
@@ -257,6 +269,71 @@ impl Splicer {
         };
         self.usage_forwarded |= has_usage;
         write_data(&body, out);
+    }
+
+    /// The fast path of [`Splicer::event`], with the same effects (see [`Chunk::pick`]).
+    fn chunk(&mut self, c: Chunk<'_>, out: &mut Vec<u8>) {
+        let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+        let usage = non_null(c.usage).and_then(parse);
+        // `choices` as an array of objects read member by member (the common case), else as a `Value`.
+        let picked = c.choices.and_then(|r| CHOICE.array_of_objects(r.get()));
+        let choices_value = match picked {
+            Some(_) => None,
+            None => c.choices.and_then(parse),
+        };
+        let choices_array = choices_value.as_ref().and_then(Value::as_array);
+        self.events += 1;
+        let upstream_usage = usage.as_ref().and_then(Usage::from_value).or_else(|| {
+            non_null(c.x_groq)
+                .and_then(parse)
+                .and_then(|x| x.get("usage").and_then(Usage::from_value))
+        });
+        if let Some(u) = upstream_usage {
+            self.upstream_usage = Some(u);
+        }
+        match (&picked, choices_array) {
+            (Some(p), _) => self.texts.absorb_picked(p),
+            (None, Some(a)) => self.texts.absorb_choices(a, "delta"),
+            (None, None) => {}
+        }
+        if let Some(err) = non_null(c.error).and_then(parse) {
+            self.upstream_error_chunk(err, out);
+            return;
+        }
+        let has_usage = usage.is_some();
+        let len = picked
+            .as_ref()
+            .map(Vec::len)
+            .or(choices_array.map(Vec::len));
+        let forward = if self.in_preamble {
+            // Rare (the start of a continuation): read the choices as a `Value` for the check.
+            let value = c.choices.and_then(parse);
+            self.forward(value.as_ref().and_then(Value::as_array), has_usage, len)
+        } else {
+            self.forward(None, has_usage, len)
+        };
+        if !forward {
+            return;
+        }
+        self.usage_forwarded |= has_usage;
+        c.write_rewritten(&self.id_json, &self.model_json, out);
+    }
+
+    /// Whether a parsed chunk goes to the buyer: not a continuation's role preamble, and not a
+    /// usage-only chunk the buyer did not ask for. `choices` is only read while in the preamble.
+    fn forward(
+        &mut self,
+        choices: Option<&Vec<Value>>,
+        has_usage: bool,
+        len: Option<usize>,
+    ) -> bool {
+        if self.in_preamble {
+            if choices.is_some_and(|c| is_role_preamble(c)) && !has_usage {
+                return false;
+            }
+            self.in_preamble = false;
+        }
+        !(has_usage && len == Some(0) && !self.include_usage)
     }
 
     fn upstream_error_chunk(&mut self, err: Value, out: &mut Vec<u8>) {
@@ -369,8 +446,92 @@ impl Splicer {
     }
 }
 
+/// The members of one event's JSON that the splicer reads, unparsed, with the text they came from.
+struct Chunk<'a> {
+    text: &'a str,
+    choices: Option<&'a RawValue>,
+    usage: Option<&'a RawValue>,
+    x_groq: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    model: Option<&'a RawValue>,
+}
+
+impl<'a> Chunk<'a> {
+    /// The per-event fast path: `data` as one JSON object whose other members are syntax-checked and
+    /// skipped, not built (see [`Pick`]). `None` sends the event down the general path, which parses it
+    /// into a `Map<String, Value>`: when it is not UTF-8 or not an object, repeats a member read here,
+    /// or has a `\ud…` escape (serde_json refuses a lone surrogate only where it builds the string, so
+    /// such events keep the general path's verdict). What the fast path accepts, the general path would
+    /// too, with the same effects.
+    fn pick(data: &'a [u8]) -> Option<Chunk<'a>> {
+        if memchr::memmem::find(data, b"\\ud").is_some()
+            || memchr::memmem::find(data, b"\\uD").is_some()
+        {
+            return None;
+        }
+        let text = std::str::from_utf8(data).ok()?;
+        let [choices, usage, x_groq, error, id, model] = CHUNK.object(text)?;
+        Some(Chunk {
+            text,
+            choices,
+            usage,
+            x_groq,
+            error,
+            id,
+            model,
+        })
+    }
+
+    /// `data: {the JSON with id and model replaced}\n\n`, like `rewrite_id_model` + `write_data`.
+    fn write_rewritten(&self, id_json: &str, model_json: &str, out: &mut Vec<u8>) {
+        let mut spans: [Option<(usize, usize, &str)>; 2] = [None, None];
+        for (slot, raw, new) in [(0, self.id, id_json), (1, self.model, model_json)] {
+            if let Some(raw) = raw {
+                match offset_in(self.text, raw.get()) {
+                    Some(start) => spans[slot] = Some((start, start + raw.get().len(), new)),
+                    None => return self.write_rewritten_slowly(id_json, model_json, out),
+                }
+            }
+        }
+        if memchr::memchr(b'\n', self.text.as_bytes()).is_some() {
+            return self.write_rewritten_slowly(id_json, model_json, out);
+        }
+        if let [Some(a), Some(b)] = spans {
+            if b.0 < a.0 {
+                spans = [Some(b), Some(a)];
+            }
+        }
+        let bytes = self.text.as_bytes();
+        out.reserve(bytes.len() + id_json.len() + model_json.len() + 8);
+        out.extend_from_slice(b"data: ");
+        let mut copied = 0;
+        for (start, end, new) in spans.into_iter().flatten() {
+            out.extend_from_slice(bytes.get(copied..start).unwrap_or_default());
+            out.extend_from_slice(new.as_bytes());
+            copied = end;
+        }
+        out.extend_from_slice(bytes.get(copied..).unwrap_or_default());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    #[cold]
+    fn write_rewritten_slowly(&self, id_json: &str, model_json: &str, out: &mut Vec<u8>) {
+        match rewrite_id_model(self.text.as_bytes(), id_json, model_json) {
+            Some(body) => write_data(&body, out),
+            None => write_data(self.text.as_bytes(), out),
+        }
+    }
+}
+
 /// `data: …\n\n`, one `data:` line per line of the payload (JSON may legally span lines).
 fn write_data(payload: &[u8], out: &mut Vec<u8>) {
+    if memchr::memchr(b'\n', payload).is_none() {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\n\n");
+        return;
+    }
     for (i, line) in payload.split(|&b| b == b'\n').enumerate() {
         if i > 0 {
             out.push(b'\n');

@@ -344,3 +344,95 @@ fn completion_error_envelope_and_bad_bodies() {
         ));
     }
 }
+
+/// The per-event fast path (members picked from the raw JSON) against the general path (the whole event
+/// parsed into a `Map<String, Value>`): same bytes out, same captured state, on events built from
+/// awkward members — repeated and escaped keys, lone and paired surrogate escapes, non-object choices and
+/// deltas, array content, tool calls, Groq usage, error members, newlines inside the JSON, odd ids.
+#[test]
+fn fast_path_agrees_with_the_general_path() {
+    const MEMBERS: &[&str] = &[
+        r#""id":"up-1""#,
+        r#""id":{"nested":["}"]}"#,
+        r#""\u0069d":7"#,
+        r#""model":"m""#,
+        r#""model" : null"#,
+        r#""object":"chat.completion.chunk""#,
+        r#""created":123456789012345678901234567890"#,
+        r#""choices":[{"index":0,"delta":{"content":"Hi ✓"},"finish_reason":null}]"#,
+        r#""choices":[{"index":1,"delta":{"role":"assistant","content":""}}]"#,
+        r#""choices":[{"delta":{"content":"a\"b\\c\u00e9"},"finish_reason":"stop"}]"#,
+        r#""choices":[{"index":0,"delta":{"content":[{"type":"text","text":"p"},{"type":"thinking","thinking":[{"type":"text","text":"t"}]}]}}]"#,
+        r#""choices":[{"index":0,"delta":{"reasoning_content":"r1","reasoning":"r2"}}]"#,
+        r#""choices":[{"index":0,"delta":{"reasoning":"only"}}]"#,
+        r#""choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"f","arguments":"{\"a\""}}]}}]"#,
+        r#""choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}}]"#,
+        r#""choices":[{"index":0,"delta":{"content":"x","content":"y"}}]"#,
+        r#""choices":[{"index":0,"index":2,"delta":{"content":"z"}}]"#,
+        r#""choices":[1,{"delta":{"content":"after a number"}}]"#,
+        r#""choices":[{"index":0,"delta":"not an object"}]"#,
+        r#""choices":[{"index":"0","delta":{"content":"string index"}}]"#,
+        r#""choices":[{"index":-1,"delta":{"content":"negative index"}}]"#,
+        r#""choices":{"not":"an array"}"#,
+        r#""choices":[]"#,
+        r#""choices":[{"index":0,"delta":{"content":"\ud83d\ude00 pair"}}]"#,
+        r#""x":"\ud800 lone""#,
+        r#""usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#,
+        r#""usage":null"#,
+        r#""usage":5"#,
+        r#""x_groq":{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+        r#""error":null"#,
+        r#""error":{"message":"boom","code":429}"#,
+        "\"multi\":\n[1,\n2]",
+        r#""\u0063hoices":[{"delta":{"content":"escaped key"}}]"#,
+        r#""deep":{"a":[{"b":[{"c":"]}"}]}]}"#,
+    ];
+    let mut state = 0x5eed_u64;
+    let mut rng = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for case in 0..4000 {
+        let n = (rng() % 5) as usize;
+        let members: Vec<&str> = (0..n)
+            .map(|_| MEMBERS[(rng() % MEMBERS.len() as u64) as usize])
+            .collect();
+        let mut stream = String::new();
+        for k in 0..3 {
+            let mut m = members.clone();
+            m.rotate_left(k % members.len().max(1));
+            stream.push_str(&format!("data: {{{}}}\n\n", m.join(",")));
+        }
+        if case % 7 == 0 {
+            stream.push_str("data: not json\n\n");
+        }
+        let include_usage = case % 2 == 0;
+        let mut fast = splicer(include_usage);
+        let mut general = splicer(include_usage).without_fast_path();
+        if case % 5 == 0 {
+            fast.begin_continuation().unwrap();
+            general.begin_continuation().unwrap();
+        }
+        let a = run(&mut fast, stream.as_bytes());
+        let b = run(&mut general, stream.as_bytes());
+        assert_eq!(a, b, "{stream}");
+        assert_eq!(fast.usage(), general.usage(), "{stream}");
+        assert_eq!(fast.usage_source(), general.usage_source());
+        assert_eq!(fast.content_so_far(), general.content_so_far(), "{stream}");
+        assert_eq!(fast.reasoning_so_far(), general.reasoning_so_far());
+        assert_eq!(fast.tool_calls(), general.tool_calls(), "{stream}");
+        assert_eq!(fast.finish_reason(), general.finish_reason());
+        assert_eq!(fast.upstream_error(), general.upstream_error());
+        assert_eq!(
+            (fast.events(), fast.garbage_events()),
+            (general.events(), general.garbage_events()),
+            "{stream}"
+        );
+        assert_eq!(
+            fast.counted_completion_tokens(),
+            general.counted_completion_tokens()
+        );
+    }
+}

@@ -14,4 +14,6 @@ mod preparse;
 
 pub use chat::{count_chat, count_chat_value, ChatError};
 pub use encoding::{count_text, Encoding};
-pub use preparse::{preparse_request, substitute_model, PreParseError, PreParsed};
+pub use preparse::{
+    preparse_request, preparse_request_with, substitute_model, PreParseError, PreParsed,
+};

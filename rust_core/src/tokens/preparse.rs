@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::chat::{count_chat_value, count_tools, ChatError};
 use super::encoding::{count_text, Encoding};
+use crate::sse::json::Key;
 
 /// What the data plane needs from a request body before routing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,10 @@ pub struct PreParsed {
     pub n: u64,
     pub has_tools: bool,
     pub prompt_tokens: usize,
-    /// The prompt was counted with a fallback encoding (the model is not a known OpenAI model).
+    /// The encoding `prompt_tokens` was counted with.
+    pub encoding: Encoding,
+    /// The prompt was counted with a fallback encoding (the model is not a known OpenAI model and no
+    /// encoding was given).
     pub estimated: bool,
     /// The raw JSON text of the top-level `dragonfly` routing-override object.
     pub dragonfly: Option<Vec<u8>>,
@@ -62,7 +66,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                while let Some((Key(k), v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     out.push((k, v));
                 }
                 Ok(Members(out))
@@ -113,6 +117,15 @@ fn opt_uint(name: &str, raw: &RawValue) -> Result<Option<u64>, PreParseError> {
 /// with the model's encoding; an embeddings body (`input` and no `messages`) counts its input text
 /// (a string, a list of strings, or token arrays whose length is the count).
 pub fn preparse_request(body: &[u8]) -> Result<PreParsed, PreParseError> {
+    preparse_request_with(body, None)
+}
+
+/// [`preparse_request`], counting the prompt with `encoding` when given (e.g. the encoding a listing
+/// declares; `estimated` is then false) instead of the one mapped from the body's `model`.
+pub fn preparse_request_with(
+    body: &[u8],
+    encoding: Option<Encoding>,
+) -> Result<PreParsed, PreParseError> {
     let Members(members) = members(body)?;
     let mut out = PreParsed {
         model: None,
@@ -122,6 +135,7 @@ pub fn preparse_request(body: &[u8]) -> Result<PreParsed, PreParseError> {
         n: 1,
         has_tools: false,
         prompt_tokens: 0,
+        encoding: Encoding::O200kBase,
         estimated: false,
         dragonfly: None,
     };
@@ -172,7 +186,11 @@ pub fn preparse_request(body: &[u8]) -> Result<PreParsed, PreParseError> {
         }
     }
     out.max_tokens = max_completion.or(max_tokens);
-    let (enc, estimated) = Encoding::for_model(out.model.as_deref().unwrap_or(""));
+    let (enc, estimated) = match encoding {
+        Some(enc) => (enc, false),
+        None => Encoding::for_model(out.model.as_deref().unwrap_or("")),
+    };
+    out.encoding = enc;
     out.estimated = estimated;
     out.prompt_tokens = match (&messages, &input) {
         (Some(m), _) => count_chat_value(enc, m, None).map_err(|e| match e {
@@ -260,6 +278,22 @@ mod tests {
         assert_eq!((p.max_tokens, p.n), (Some(20), 2));
         assert_eq!(p.dragonfly.as_deref(), Some(&br#"{"profile":"cheap"}"#[..]));
         assert!(p.prompt_tokens > 8);
+    }
+
+    #[test]
+    fn preparse_counts_with_a_declared_encoding() {
+        let body = r#"{"model":"llama-3.1-70b","messages":[{"role":"user","content":"Grüße aus Köln — 東京 ✓"}]}"#;
+        let body = body.as_bytes();
+        let mapped = preparse_request(body).unwrap();
+        assert!(mapped.estimated);
+        assert_eq!(mapped.encoding, Encoding::O200kBase);
+        let declared = preparse_request_with(body, Some(Encoding::Cl100kBase)).unwrap();
+        assert!(!declared.estimated);
+        assert_eq!(declared.encoding, Encoding::Cl100kBase);
+        assert_ne!(declared.prompt_tokens, mapped.prompt_tokens);
+        let same = preparse_request_with(body, Some(Encoding::O200kBase)).unwrap();
+        assert_eq!(same.prompt_tokens, mapped.prompt_tokens);
+        assert!(!same.estimated);
     }
 
     #[test]

@@ -12,6 +12,7 @@ from dragonfly.native.tokens import (
     InvalidInputError,
     PreParsed,
     TokenCounter,
+    TokenizerError,
     preparse_request,
     substitute_model,
 )
@@ -104,6 +105,33 @@ def test_prompt_tokens_with_tools_match_cookbook_published_counts(model: str, pu
 def test_embeddings_input_is_counted() -> None:
     p = preparse_request(b'{"model":"text-embedding-3-small","input":["hello world", [1, 2, 3]]}')
     assert p.prompt_tokens == 2 + 3 and not p.estimated
+
+
+@pytest.mark.parametrize("declared", ["o200k_base", "cl100k_base"])
+def test_a_listing_declared_encoding_overrides_the_model_mapping(declared: str) -> None:
+    messages = [{"role": "user", "content": "Grüße aus Köln — 東京タワー ✓ naïve café 🦀🦀"}]
+    body = json.dumps({"model": "llama-3.1-70b", "messages": messages, "tools": WEATHER_TOOLS}).encode()
+    mapped = preparse_request(body)
+    assert (mapped.encoding, mapped.estimated) == ("o200k_base", True)
+    p = preparse_request(body, declared)  # type: ignore[arg-type]
+    assert (p.encoding, p.estimated) == (declared, False)
+    tools_only = preparse_request(
+        json.dumps({"model": "x", "messages": [], "tools": WEATHER_TOOLS}).encode(),
+        declared,  # type: ignore[arg-type]
+    )
+    chat = TokenCounter(declared).count_chat(json.dumps(messages).encode())
+    assert p.prompt_tokens == chat + tools_only.prompt_tokens - TokenCounter(declared).count_chat(b"[]")
+    assert preparse_request(body, encoding=None) == mapped
+
+
+def test_known_models_report_their_mapped_encoding() -> None:
+    p = preparse_request(b'{"model": "gpt-4-0613", "messages": [{"role": "user", "content": "hi"}]}')
+    assert (p.encoding, p.estimated) == ("cl100k_base", False)
+
+
+def test_an_unknown_declared_encoding_is_a_tokenizer_error() -> None:
+    with pytest.raises(TokenizerError, match="p50k_base"):
+        preparse_request(b'{"messages": []}', "p50k_base")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

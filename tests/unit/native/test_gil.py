@@ -1,0 +1,89 @@
+"""Large inputs are processed with the GIL released: another Python thread keeps running meanwhile.
+
+A background thread ticks every millisecond (`time.sleep(0.001)`, so it needs the GIL only briefly and
+hardly any CPU). While the main thread is inside a native call that holds the GIL the ticker is stuck —
+at most one tick sneaks in when the call returns (the interpreter hands the GIL over on a pending drop
+request); when the call detaches, the ticker keeps ticking through it. Each call takes tens of
+milliseconds and is retried a few times, so a scheduler hiccup on a busy machine does not fail the test.
+Checked against `json.loads` (holds the GIL: the same measure stays at ≤ 1 tick).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from dragonfly.native.sse import Splicer, rewrite_completion
+from dragonfly.native.tokens import TokenCounter, preparse_request
+
+
+@pytest.fixture
+def ticks() -> Iterator[Callable[[], int]]:
+    state = {"n": 0, "stop": False}
+
+    def spin() -> None:
+        while not state["stop"]:
+            time.sleep(0.001)
+            state["n"] += 1
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    try:
+        yield lambda: state["n"]
+    finally:
+        state["stop"] = True
+        t.join()
+
+
+def moved_while_running(ticks: Callable[[], int], call: Callable[[], object]) -> bool:
+    for _ in range(5):
+        before = ticks()
+        call()
+        if ticks() - before >= 4:
+            return True
+    return False
+
+
+def test_the_measure_sees_a_call_that_holds_the_gil(ticks: Callable[[], int]) -> None:
+    big = json.dumps(["x" * 50] * 400_000)
+    assert not moved_while_running(ticks, lambda: json.loads(big))
+
+
+def big_stream() -> bytes:
+    event = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "delta": {"content": "Lorem ipsum dolor sit"}, "finish_reason": None}],
+    }
+    return b"".join(b"data: " + json.dumps(event).encode() + b"\n\n" for _ in range(20_000))
+
+
+def test_splicer_feed_releases_the_gil_for_large_chunks(ticks: Callable[[], int]) -> None:
+    data = big_stream()
+
+    def feed() -> None:
+        s = Splicer("r", "m", True, 0)
+        assert s.feed(data)
+        assert s.events == 20_000
+
+    assert moved_while_running(ticks, feed)
+
+
+def test_rewrite_completion_releases_the_gil_for_large_bodies(ticks: Callable[[], int]) -> None:
+    body = json.dumps(
+        {"id": "x", "model": "m", "choices": [{"index": 0, "message": {"content": "Lorem ipsum " * 200_000}}]}
+    ).encode()
+    assert moved_while_running(ticks, lambda: rewrite_completion(body, "r", "m"))
+
+
+def test_counting_and_preparse_release_the_gil_for_large_inputs(ticks: Callable[[], int]) -> None:
+    text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. 東京 " * 40_000
+    assert moved_while_running(ticks, lambda: TokenCounter("o200k_base").count(text))
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}).encode()
+    assert moved_while_running(ticks, lambda: preparse_request(body))
