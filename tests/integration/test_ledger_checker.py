@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from support.ledger_seed import Seeded, make_trade, seed_market, write_trades
 
+from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import EXTERNAL_CREDIT, Posting, buyer_cash, seller_locked
 from dragonfly.ids import now_ms
 from dragonfly.services.ledger_check import Violation, check_ledger, counts
@@ -294,7 +295,7 @@ async def test_cli_exit_codes(db: Database, seeded: Seeded, database_url: str, t
 async def test_redis_state_store_agrees_or_is_reported(
     db: Database, seeded: Seeded, fresh_redis_url: str
 ) -> None:
-    from dragonfly.storage.state.ports import AccountSeed, month_of, seed_now
+    from dragonfly.storage.state.ports import AccountSeed, seed_now
     from dragonfly.storage.state.redis import RedisStateStore
 
     cash = await ledger.balance(db, buyer_cash(seeded.buyer))

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 from support.redis_server import RedisServer
 
+from dragonfly.domain.calendar import month_of
 from dragonfly.storage.state.base import BaseStateStore
 from dragonfly.storage.state.memory import MemoryStateStore
 from dragonfly.storage.state.ports import (
     AccountSeed,
     AdmissionRequest,
     StateUnavailable,
-    month_of,
     seed_now,
 )
 from dragonfly.storage.state.redis import RedisStateStore

@@ -15,8 +15,11 @@ JSON_HEADERS = [("content-type", "application/json")]
 async def read_body(proto: Any, headers: Any, limit: int) -> bytes:
     """Read the request body, refusing (413) anything over `limit` bytes without buffering it all."""
     declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"Request body is larger than {limit} bytes.")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise RequestTooLarge(f"Request body is larger than {limit} bytes.")
+        body: bytes = await proto()  # the length is known and bounded: one read, no chunk loop
+        return body
     parts: list[bytes] = []
     size = 0
     async for chunk in proto:

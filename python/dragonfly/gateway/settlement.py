@@ -40,7 +40,8 @@ class SettlementWriter:
         """Returns once the trade is durably committed; raises if the commit failed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(trade, postings, fut))
-        await asyncio.shield(fut)
+        # A cancelled waiter does not cancel the write: the trade is in the batch and commits anyway.
+        await fut
 
     async def _run(self) -> None:
         while True:

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dragonfly.domain.calendar import month_of
 from dragonfly.storage.state.base import UNSEEDED, BaseStateStore, Ref
 from dragonfly.storage.state.ports import (
     MINUTE_MS,
@@ -19,7 +20,6 @@ from dragonfly.storage.state.ports import (
     AccountView,
     Admission,
     AdmissionRequest,
-    month_of,
 )
 
 __all__ = ["MemoryStateStore", "month_of"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from dragonfly.errors import ServiceUnavailable
@@ -31,10 +30,6 @@ Refusal = Literal["insufficient_balance", "budget_exceeded", "key_rpm", "listing
 # Expired holds released per admission (bounded work inside the atomic call).
 SWEEP_MAX = 32
 MINUTE_MS = 60_000
-
-
-def month_of(now_ms: int) -> str:
-    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y-%m")
 
 
 class StateUnavailable(ServiceUnavailable):

@@ -34,6 +34,7 @@ from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from dragonfly.domain.calendar import month_of
 from dragonfly.storage.state.base import UNSEEDED, BaseStateStore, Ref
 from dragonfly.storage.state.ports import (
     MINUTE_MS,
@@ -44,7 +45,6 @@ from dragonfly.storage.state.ports import (
     AdmissionRequest,
     Refusal,
     StateUnavailable,
-    month_of,
 )
 
 log = logging.getLogger("dragonfly.state.redis")

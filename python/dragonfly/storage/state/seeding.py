@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import buyer_cash
 from dragonfly.storage.ports import Executor
 from dragonfly.storage.sql.repos import snapshot as snapshot_rows
-from dragonfly.storage.state.ports import AccountSeed, StateStore, month_of
+from dragonfly.storage.state.ports import AccountSeed, StateStore
 
 log = logging.getLogger("dragonfly.state.seeding")
 

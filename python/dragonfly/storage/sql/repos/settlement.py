@@ -11,9 +11,9 @@ batches lock rows in the same order and cannot deadlock.
 from __future__ import annotations
 
 from dataclasses import astuple
-from datetime import UTC, datetime
 from typing import Any
 
+from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import Posting, check_balanced
 from dragonfly.ids import new_id
 from dragonfly.storage.sql.repos.trades import INSERT_TRADE, TradeRow
@@ -39,10 +39,6 @@ _KEY_SPEND = (
 )
 
 
-def utc_month(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m")
-
-
 def settlement_steps(batch: list[tuple[TradeRow, list[Posting]]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     trades: list[tuple[Any, ...]] = []
     journals: list[tuple[Any, ...]] = []
@@ -59,7 +55,7 @@ def settlement_steps(batch: list[tuple[TradeRow, list[Posting]]]) -> list[tuple[
         entries.extend((jid, p.account, p.amount, trade.settled_at) for p in lines)
         balances.extend((jid, p.account, p.amount) for p in lines)
         if trade.cost_micros > 0:
-            spend.append((jid, trade.key_id, utc_month(trade.created_at), trade.cost_micros))
+            spend.append((jid, trade.key_id, month_of(trade.created_at), trade.cost_micros))
     balances.sort(key=lambda row: row[1])
     return [
         (INSERT_TRADE, trades),
