@@ -10,13 +10,12 @@ batches lock rows in the same order and cannot deadlock.
 
 from __future__ import annotations
 
-from dataclasses import astuple
 from typing import Any
 
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import Posting, check_balanced
 from dragonfly.ids import new_id
-from dragonfly.storage.sql.repos.trades import INSERT_TRADE, TradeRow
+from dragonfly.storage.sql.repos.trades import INSERT_TRADE, TradeRow, as_params
 
 _JOURNAL = (
     "INSERT INTO journals (id, kind, ref, memo, created_at) VALUES ($1, 'trade', $2, NULL, $3)"
@@ -46,7 +45,7 @@ def settlement_steps(batch: list[tuple[TradeRow, list[Posting]]]) -> list[tuple[
     balances: list[tuple[Any, ...]] = []
     spend: list[tuple[Any, ...]] = []
     for trade, postings in batch:
-        trades.append(astuple(trade))
+        trades.append(as_params(trade))
         lines = check_balanced(postings)
         if not lines:
             continue
