@@ -1,6 +1,6 @@
 # Dragonfly: two commands matter.
 #   make run   - set up .venv (once, or when build inputs change) and start `dragonfly serve --demo`
-#   make test  - set up, then lint, the Rust tests and the Python test suite (fails fast, names the step)
+#   make test  - set up, then lint, the Rust tests, the Python test suite and the latency gate (fails fast)
 # Also real: `make build` (venv + native extension), `make lint`, `make system-deps`.
 
 SHELL := /bin/bash
@@ -29,12 +29,12 @@ BUILD_INPUTS := pyproject.toml Cargo.toml $(wildcard Cargo.lock) \
 
 STEP := scripts/step.sh
 
-.PHONY: run test build lint rust-test pytest system-deps
+.PHONY: run test build lint rust-test pytest system-deps bench bench-gate
 
 run: build
 	$(BIN)/dragonfly serve --demo $(ARGS)
 
-test: system-deps build lint rust-test pytest
+test: system-deps build lint rust-test pytest bench-gate
 	@printf '\n==> all checks passed\n'
 
 build: $(INSTALL_STAMP)
@@ -71,3 +71,13 @@ rust-test:
 
 pytest: build
 	@$(STEP) "pytest" $(VENV_PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT)
+
+# Load benchmarks (benchmarks/README.md, section Load). `make bench ARGS="--targets direct,embedded"`.
+bench: build
+	@$(STEP) "bench dependencies" scripts/bench-deps.sh full
+	$(VENV_PY) -m benchmarks.load run $(ARGS)
+
+# Latency gate (~40 s): Dragonfly embedded vs the fake seller directly, same run; exit 1 on regression.
+bench-gate: build
+	@$(STEP) "bench dependencies" scripts/bench-deps.sh gate
+	@$(STEP) "bench-gate" $(VENV_PY) -m benchmarks.load gate

@@ -1,0 +1,111 @@
+"""`python -m benchmarks.load run | gate | streams | seller` (see benchmarks/README.md, section Load)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from benchmarks.load import harness
+from benchmarks.load.targets import ALL_TARGETS
+
+
+@click.group()
+@click.option(
+    "--dragonfly-ref",
+    default=None,
+    help="Measure this commit (exported with git archive into the cache) instead of the working tree.",
+)
+def cli(dragonfly_ref: str | None) -> None:
+    """Dragonfly load benchmarks: side-by-side run, latency gate, 2,000-stream scenario."""
+    # SIGTERM unwinds like Ctrl-C, so every started server is stopped by the `finally` blocks.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+    if dragonfly_ref:
+        from benchmarks.load import targets
+
+        targets.DRAGONFLY_SRC = targets.export_ref(dragonfly_ref)
+        click.echo(f"measuring Dragonfly from {dragonfly_ref} exported to {targets.DRAGONFLY_SRC}")
+
+
+@cli.command()
+@click.option("--targets", default=",".join(ALL_TARGETS), show_default=True, help="Comma-separated.")
+@click.option("--scenarios", default="chat,stream,embed", show_default=True)
+@click.option("--duration", type=float, default=10.0, show_default=True, help="Seconds per load run.")
+@click.option("--rounds", type=int, default=2, show_default=True, help="Interleaved rounds per target.")
+@click.option("--users", type=int, default=64, show_default=True, help="Connections, chat and embed.")
+@click.option("--stream-users", type=int, default=16, show_default=True, help="Connections, stream.")
+@click.option("--probe-count", type=int, default=2000, show_default=True, help="Concurrency-1 requests.")
+@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
+def run(
+    targets: str,
+    scenarios: str,
+    duration: float,
+    rounds: int,
+    users: int,
+    stream_users: int,
+    probe_count: int,
+    out: Path,
+) -> None:
+    """Start every target, run the same load against each (interleaved), print a Markdown table."""
+    cfg = harness.RunConfig(
+        targets=[t.strip() for t in targets.split(",") if t.strip()],
+        scenarios=[s.strip() for s in scenarios.split(",") if s.strip()],
+        duration_s=min(duration, 120.0),
+        rounds=max(1, min(rounds, 10)),
+        users=users,
+        stream_users=stream_users,
+        probe_count=probe_count,
+        out_dir=out,
+    )
+    harness.run(cfg)
+
+
+@cli.command()
+@click.option("--segment", type=float, default=8.0, show_default=True, help="Seconds per Locust segment.")
+@click.option("--segments", type=int, default=2, show_default=True, help="Segments per target.")
+@click.option("--rate", type=float, default=200.0, show_default=True, help="Total requests/s.")
+@click.option("--users", type=int, default=20, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
+def gate(segment: float, segments: int, rate: float, users: int, out: Path) -> None:
+    """CI latency gate: Dragonfly embedded vs the fake seller directly, same run; exit 1 on regression."""
+    from benchmarks.load import gate as gate_mod
+
+    ok = gate_mod.gate(segment_s=segment, segments=segments, rate=rate, users=users, out_dir=out)
+    sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@click.option("--n", type=int, default=2000, show_default=True, help="Concurrent streams.")
+@click.option("--chunks", type=int, default=50, show_default=True)
+@click.option("--chunk-delay", type=float, default=0.05, show_default=True, help="Seconds between chunks.")
+@click.option("--targets", default="direct,embedded", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
+def streams(n: int, chunks: int, chunk_delay: float, targets: str, out: Path) -> None:
+    """N concurrent streams through one data-plane worker: stretch, memory per stream, cancellation."""
+    from benchmarks.load import streams as streams_mod
+
+    streams_mod.main(
+        n=n, chunks=chunks, chunk_delay_s=chunk_delay, target_names=targets.split(","), out_dir=out
+    )
+
+
+@cli.command()
+@click.option("--scenario", type=click.Choice(["chat", "stream", "embed"]), default="chat", show_default=True)
+@click.option("--duration", type=float, default=15.0, show_default=True)
+@click.option("--users", type=int, default=32, show_default=True)
+@click.option("--rate-hz", type=int, default=250, show_default=True, help="py-spy sampling rate.")
+@click.option("--gil/--all-threads", default=True, show_default=True, help="py-spy --gil or every thread.")
+@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
+def profile(scenario: str, duration: float, users: int, rate_hz: int, gil: bool, out: Path) -> None:
+    """py-spy the data-plane worker under load; print the hottest functions."""
+    from benchmarks.load import profile as profile_mod
+
+    profile_mod.profile(
+        scenario=scenario, duration_s=min(duration, 120.0), users=users, rate_hz=rate_hz, out_dir=out, gil=gil
+    )
+
+
+if __name__ == "__main__":
+    cli()

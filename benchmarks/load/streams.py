@@ -1,0 +1,245 @@
+"""Concurrency at scale: N concurrent streams through one data-plane worker.
+
+The fake seller (one worker) answers every stream with `chunks` content chunks `chunk_delay_s` apart, so
+a stream lasts (chunks − 1) × delay at the seller. An asyncio client (aiohttp on uvloop) opens N streams
+(ramped over one second) and measures, per target:
+
+- stretch: each stream's duration (request sent → `[DONE]`) against the seller's nominal duration;
+- memory per stream: peak RSS of the target's process tree with N streams open, minus its RSS before,
+  divided by N;
+- cancellation: N streams are opened again, the client drops every connection mid-stream, and the
+  seller's own counters say how many upstream streams were cancelled and how long after the drop the last
+  one ended (CLOCK_MONOTONIC is shared between processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from benchmarks.load import services, targets
+from benchmarks.load.services import TreeMeter
+from benchmarks.load.stats import percentile
+from benchmarks.load.targets import Target
+
+RAMP_S = 1.0
+
+
+def _body(model: str) -> bytes:
+    return orjson.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "stream please"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+
+
+async def _one(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    delay: float,
+    out: list[Any],
+) -> None:
+    await asyncio.sleep(delay)
+    t0 = time.monotonic()
+    first = None
+    tail = b""
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            if resp.status != 200:
+                out.append(("error", t0, None, time.monotonic(), f"HTTP {resp.status}"))
+                return
+            async for chunk in resp.content.iter_any():
+                if first is None:
+                    first = time.monotonic()
+                tail = (tail + chunk)[-64:]
+        ok = tail.rstrip().endswith(b"data: [DONE]")
+        out.append(("ok" if ok else "truncated", t0, first, time.monotonic(), None))
+    except asyncio.CancelledError:
+        out.append(("dropped", t0, first, time.monotonic(), None))
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        out.append(("error", t0, first, time.monotonic(), type(exc).__name__))
+
+
+async def _seller_stats(session: aiohttp.ClientSession, seller: Target) -> dict[str, Any]:
+    async with session.get(f"{seller.origin}/_stats") as resp:
+        stats: dict[str, Any] = await resp.json()
+        return stats
+
+
+def _session(n: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=False),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
+        auto_decompress=False,
+    )
+
+
+async def measure_target(
+    target: Target, seller: Target, n: int, nominal_s: float, settle_s: float = 3.0
+) -> dict[str, Any]:
+    url = f"{target.origin}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {target.api_key}", "Content-Type": "application/json"}
+    body = _body(target.models["chat"])
+    out: dict[str, Any] = {"target": target.name, "n": n, "nominal_s": nominal_s}
+    # 1. N streams to completion.
+    meter = TreeMeter(target.roots, interval_s=0.1)
+    results: list[Any] = []
+    async with _session(n) as session, _session(1) as ctl:
+        await asyncio.sleep(0.5)
+        meter.start()
+        tasks = [
+            asyncio.ensure_future(_one(session, url, headers, body, i * RAMP_S / n, results))
+            for i in range(n)
+        ]
+        deadline = RAMP_S + nominal_s * 3 + 30
+        _done, pending = await asyncio.wait(tasks, timeout=deadline)
+        for t in pending:
+            t.cancel()
+        meter.stop()
+        seller_after = await _seller_stats(ctl, seller)
+    oks = [r for r in results if r[0] == "ok"]
+    durations = sorted(r[3] - r[1] for r in oks)
+    ttfts = sorted(r[2] - r[1] for r in oks if r[2] is not None)
+    stretch = [d / nominal_s - 1 for d in durations]
+    out["complete"] = {
+        "ok": len(oks),
+        "not_ok": {
+            kind: sum(1 for r in results if r[0] == kind) for kind in ("error", "truncated", "dropped")
+        }
+        | {"unfinished": len(pending)},
+        "errors": sorted({str(r[4]) for r in results if r[4]})[:5],
+        "duration_p50_s": percentile(durations, 50),
+        "duration_p99_s": percentile(durations, 99),
+        "duration_max_s": durations[-1] if durations else math.nan,
+        "stretch_p50": percentile(stretch, 50),
+        "stretch_p99": percentile(stretch, 99),
+        "within_10pct": sum(1 for s in stretch if s <= 0.10) / n,
+        "ttft_p50_ms": percentile(ttfts, 50) * 1000,
+        "ttft_p99_ms": percentile(ttfts, 99) * 1000,
+        "rss_start_mib": meter.rss_start / 2**20,
+        "rss_peak_mib": meter.rss_peak / 2**20,
+        "rss_per_stream_kib": (meter.rss_peak - meter.rss_start) / n / 1024,
+        "cpu_s": meter.cpu_s,
+        "cpu_us_per_chunk": meter.cpu_s / max(1, len(oks)) / (nominal_s / 0.05 + 1) * 1e6
+        if nominal_s
+        else math.nan,
+        "seller_peak_streams": seller_after.get("peak_streams"),
+    }
+    await asyncio.sleep(settle_s)
+    # 2. N streams, dropped mid-stream by the client.
+    drop_results: list[Any] = []
+    async with _session(n) as session, _session(1) as ctl:
+        before = await _seller_stats(ctl, seller)
+        tasks = [
+            asyncio.ensure_future(_one(session, url, headers, body, i * RAMP_S / n, drop_results))
+            for i in range(n)
+        ]
+        # Drop when the seller has (nearly) all of them open, or at most 0.8 s after the ramp ended (the
+        # streams last (chunks - 1) x delay, so all that started are mid-stream then).
+        open_deadline = time.monotonic() + RAMP_S + 0.8
+        while time.monotonic() < open_deadline:
+            st = await _seller_stats(ctl, seller)
+            if st["active_streams"] >= n * 0.98:
+                break
+            await asyncio.sleep(0.05)
+        opened = (await _seller_stats(ctl, seller))["active_streams"]
+        t_drop = time.monotonic()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()  # every connection to the target is closed now
+        t_closed = time.monotonic()
+        gone_at = None
+        poll_deadline = t_drop + 15
+        while time.monotonic() < poll_deadline:
+            st = await _seller_stats(ctl, seller)
+            if st["active_streams"] == 0:
+                gone_at = time.monotonic()
+                break
+            await asyncio.sleep(0.02)
+        after = await _seller_stats(ctl, seller)
+    out["cancel"] = {
+        "open_at_drop": opened,
+        "client_close_s": t_closed - t_drop,
+        "seller_cancelled": after["cancelled"] - before["cancelled"],
+        "seller_completed_anyway": after["completed"] - before["completed"],
+        "still_active_after_15s": after["active_streams"] if gone_at is None else 0,
+        "all_upstreams_gone_after_s": (gone_at - t_drop) if gone_at else None,
+        "last_upstream_cancel_after_s": (after["last_cancel_mono"] - t_drop)
+        if after["last_cancel_mono"]
+        else None,
+    }
+    return out
+
+
+def main(
+    *, n: int, chunks: int, chunk_delay_s: float, target_names: list[str], out_dir: Path
+) -> dict[str, Any]:
+    import uvloop
+
+    services.raise_fd_limit()
+    run_dir = out_dir / f"streams-{time.strftime('%Y%m%d-%H%M%S')}"
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    seller = targets.start_fake_seller(
+        log_dir, chunks=chunks, chunk_delay_s=chunk_delay_s, name="stream-seller"
+    )
+    started: list[Target] = []
+    nominal = (chunks - 1) * chunk_delay_s
+    report: dict[str, Any] = {"n": n, "chunks": chunks, "chunk_delay_s": chunk_delay_s, "targets": []}
+    try:
+        for name in target_names:
+            if name == "direct":
+                started.append(seller)
+            elif name == "nginx":
+                started.append(targets.start_nginx(log_dir, seller))
+            elif name == "embedded":
+                started.append(targets.start_embedded(log_dir, seller))
+            else:
+                raise SystemExit(f"streams: unsupported target {name} (direct, nginx, embedded)")
+        for t in started:
+            print(f"  {t.name}: {n} streams × {chunks} chunks at {chunk_delay_s * 1000:.0f} ms …", flush=True)
+            r = uvloop.run(measure_target(t, seller, n, nominal))
+            report["targets"].append(r)
+            print(_render_one(r), flush=True)
+        report["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
+        (run_dir / "streams.json").write_text(json.dumps(report, indent=2, default=str))
+        return report
+    finally:
+        for t in reversed(started):
+            if t is not seller:
+                t.stop()
+        seller.stop()
+
+
+def _render_one(r: dict[str, Any]) -> str:
+    c, k = r["complete"], r["cancel"]
+    return (
+        f"    complete: {c['ok']}/{r['n']} ok {c['not_ok']} {c['errors']}; "
+        f"duration p50 "
+        f"{c['duration_p50_s']:.3f}s p99 {c['duration_p99_s']:.3f}s max {c['duration_max_s']:.3f}s "
+        f"(seller {r['nominal_s']:.2f}s): stretch "
+        f"p50 {c['stretch_p50']:+.1%} p99 {c['stretch_p99']:+.1%}, {c['within_10pct']:.1%} within 10 %; "
+        f"TTFT p50 {c['ttft_p50_ms']:.1f} ms p99 {c['ttft_p99_ms']:.1f} ms; RSS {c['rss_start_mib']:.0f} → "
+        f"{c['rss_peak_mib']:.0f} MiB = {c['rss_per_stream_kib']:.1f} KiB/stream; CPU {c['cpu_s']:.1f}s\n"
+        f"    cancel: {k['open_at_drop']} open at drop; seller cancelled {k['seller_cancelled']}, completed "
+        f"anyway {k['seller_completed_anyway']}, all upstreams gone after "
+        f"{_s(k['all_upstreams_gone_after_s'])}, still active after 15 s: {k['still_active_after_15s']}"
+    )
+
+
+def _s(x: float | None) -> str:
+    return "never (15 s)" if x is None else f"{x * 1000:.0f} ms"
