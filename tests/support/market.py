@@ -59,6 +59,7 @@ async def seed_listing(
     output_price: str = "2.00",
     kind: str = "chat",
     rpm_cap: int | None = None,
+    encoding: str | None = None,
 ) -> tuple[str, str]:
     """A seller account with a pool key on `seller` and an active (probed) listing. Returns ids."""
     db = await open_database(settings.database_url)
@@ -86,6 +87,7 @@ async def seed_listing(
             upstream_model="echo-1",
             kind=kind,
             rpm_cap=rpm_cap,
+            encoding=encoding,
         )
         run = await probe_listing(db, settings, SecretBox(settings.secret_key), listing["id"])
         assert run.get("passed"), run

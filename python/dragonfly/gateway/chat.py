@@ -118,6 +118,10 @@ class Inference:
         for listing in candidates:
             if tried >= max_attempts:
                 break
+            if listing.count_encoding != pre.encoding:
+                # Count the prompt with the tokenizer this listing uses (one more pass over the body).
+                pre = preparse_request(body, listing.count_encoding)
+                trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
             hold = worst_case_hold(
                 prompt_tokens=trade.hold_prompt_tokens,
                 max_completion_tokens=trade.hold_completion_tokens,
@@ -257,8 +261,9 @@ class Inference:
         finally:
             resp.release()
         trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
+        assert trade.listing is not None
         try:
-            out = rewrite_completion(raw, trade.request_id, pre.model)
+            out = rewrite_completion(raw, trade.request_id, pre.model, encoding=trade.listing.count_encoding)
         except NativeError:
             await self._fail_attempt(trade, "error", t0, "invalid_body")
             raise UpstreamError("The upstream provider sent an invalid response.") from None
@@ -274,7 +279,14 @@ class Inference:
     async def _relay_stream(
         self, proto: Any, resp: aiohttp.ClientResponse, pre: Any, trade: TradeState, t0: int
     ) -> None:
-        splicer = Splicer(trade.request_id, pre.model, pre.include_usage, int(time.time()))
+        assert trade.listing is not None
+        splicer = Splicer(
+            trade.request_id,
+            pre.model,
+            pre.include_usage,
+            int(time.time()),
+            encoding=trade.listing.count_encoding,
+        )
         splicer.set_prompt_tokens(pre.prompt_tokens)
         transport = proto.response_stream(200, [*SSE_HEADERS, ("x-request-id", trade.request_id)])
         status, error_code = "completed", None

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from dragonfly.native.tokens import EncodingName, encoding_for_model
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Executor
 from dragonfly.storage.sql.repos import snapshot as rows
@@ -67,6 +68,9 @@ class ListingInfo:
     context_length: int | None
     status: str
     contract_status: str
+    encoding: str | None = None  # declared tokenizer for local counts; None = derive from the model name
+    # What local counts use: the declared encoding, else the upstream model's (o200k_base when unknown).
+    count_encoding: EncodingName = "o200k_base"
 
     @property
     def routable(self) -> bool:
@@ -138,6 +142,8 @@ async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> 
             context_length=r["context_length"],
             status=r["status"] if r["pool_status"] == "active" else "paused",
             contract_status=r["contract_status"],
+            encoding=r["encoding"],
+            count_encoding=r["encoding"] or encoding_for_model(r["upstream_model"])[0],
         )
         by_model.setdefault(listing.model, []).append(listing)
         by_id[listing.id] = listing

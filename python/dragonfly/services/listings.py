@@ -25,7 +25,7 @@ _PRICE_COLUMNS = {
     "cached_input_price_per_mtok": "cached_input_price",
     "payout_floor_per_mtok": "payout_floor",
 }
-_PLAIN_COLUMNS = ("rpm_cap", "concurrency_cap", "context_length")
+_PLAIN_COLUMNS = ("rpm_cap", "concurrency_cap", "context_length", "encoding")
 
 
 def _p(value: int | None) -> str | None:
@@ -58,6 +58,7 @@ def render(row: Row) -> dict[str, Any]:
         "concurrency_cap": row["concurrency_cap"],
         "auto_follow": _render_auto_follow(row["auto_follow"]),
         "context_length": row["context_length"],
+        "encoding": row["encoding"],
         "status": row["status"],
         "contract_status": row["contract_status"],
         "created_at": iso(row["created_at"]),
@@ -132,6 +133,7 @@ async def create_listing(
     rpm_cap: int | None = None,
     concurrency_cap: int | None = None,
     context_length: int | None = None,
+    encoding: str | None = None,
     cached_input_price_per_mtok: str | int | None = None,
     price_multiplier: Decimal | str | None = None,
     payout_floor_per_mtok: str | int | None = None,
@@ -176,6 +178,7 @@ async def create_listing(
         "concurrency_cap": concurrency_cap,
         "auto_follow": _auto_follow(auto_follow),
         "context_length": context_length,
+        "encoding": encoding,
         "status": "pending",
         "contract_status": "pending",
         "confirmed_input_price": input_price,

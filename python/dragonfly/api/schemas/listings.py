@@ -27,6 +27,8 @@ class _ListingFields(Body):
     concurrency_cap: PositiveInt | None = None
     auto_follow: AutoFollow | None = None
     context_length: PositiveInt | None = None
+    # Tokenizer for Dragonfly's own usage count; omitted = derived from the upstream model name.
+    encoding: Literal["o200k_base", "cl100k_base"] | None = None
 
 
 class CreateListing(_ListingFields):

@@ -11,7 +11,8 @@ from dragonfly.storage.ports import Executor, Row
 _COLUMNS = (
     "l.id, l.account_id, l.pool_key_id, l.model, l.upstream_model, l.kind, l.input_price, l.output_price,"
     " l.cached_input_price, l.price_multiplier, l.payout_floor, l.rpm_cap, l.concurrency_cap, l.auto_follow,"
-    " l.context_length, l.status, l.contract_status, l.confirmed_input_price, l.confirmed_output_price,"
+    " l.context_length, l.encoding, l.status, l.contract_status, l.confirmed_input_price,"
+    " l.confirmed_output_price,"
     " l.created_at, l.updated_at, p.provider"
 )
 _FROM = "FROM listings l JOIN pool_keys p ON p.id = l.pool_key_id"
@@ -25,6 +26,7 @@ UPDATABLE = (
     "concurrency_cap",
     "auto_follow",
     "context_length",
+    "encoding",
     "status",
     "contract_status",
     "confirmed_input_price",
@@ -63,6 +65,7 @@ async def insert(tx: Executor, row: dict[str, Any]) -> None:
         "concurrency_cap",
         "auto_follow",
         "context_length",
+        "encoding",
         "status",
         "contract_status",
         "confirmed_input_price",
