@@ -25,6 +25,7 @@ from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.security.sessions import SessionTokens
 from dragonfly.storage.sql import open_database
+from dragonfly.storage.state.factory import make_state_store
 from dragonfly.workers import settlement
 
 log = logging.getLogger("dragonfly.api")
@@ -48,6 +49,8 @@ async def _startup(state: AppState) -> None:
     state.box = SecretBox(settings.secret_key)
     state.mailer = build_mailer(settings)
     state.db_ = await open_database(settings.database_url)
+    if settings.redis_url:
+        state.holds = make_state_store(settings)
     period_s = settings.settlement_period_s
     state.spawn(
         settlement.run_forever(state.db_, lock_s=settings.earnings_lock_s, period_s=period_s),
@@ -66,6 +69,9 @@ async def _shutdown(state: AppState) -> None:
     db, state.db_ = state.db_, None
     if db is not None:
         await db.close()
+    holds, state.holds = state.holds, None
+    if holds is not None:
+        await holds.close()
 
 
 async def _terminate(state: AppState) -> None:

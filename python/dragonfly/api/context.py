@@ -20,6 +20,7 @@ from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.security.sessions import SessionTokens
 from dragonfly.storage.ports import Database
+from dragonfly.storage.state.ports import StateStore
 
 log = logging.getLogger("dragonfly.api")
 M = TypeVar("M", bound=BaseModel)
@@ -35,6 +36,8 @@ class AppState:
     sessions: SessionTokens | None = None
     box: SecretBox | None = None
     mailer: Mailer | None = None
+    # The shared state store (Redis) when configured: the control plane reads holds from it.
+    holds: StateStore | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property

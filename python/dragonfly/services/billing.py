@@ -10,14 +10,17 @@ from dragonfly.errors import InvalidRequest
 from dragonfly.ids import iso
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql.repos import ledger, statements
+from dragonfly.storage.state.ports import StateStore
 
 MAX_PAGE = 100
 
 
-async def balance(db: Database, account_id: str) -> dict[str, Any]:
-    """Embedded mode has no outstanding holds between requests, so held is zero and available = balance."""
+async def balance(db: Database, account_id: str, holds: StateStore | None = None) -> dict[str, Any]:
+    """Settled balance from the ledger; `held` is what in-flight requests have reserved, read from the
+    shared state store (Redis). In embedded mode the holds live inside the data-plane process and are
+    not visible here, so held reads 0 there. Raises 503 when the configured store is unreachable."""
     amount = await ledger.balance(db, buyer_cash(account_id))
-    held = 0
+    held = await holds.held_micros(account_id) if holds is not None else 0
     return {"balance_usd": usd(amount), "held_usd": usd(held), "available_usd": usd(amount - held)}
 
 

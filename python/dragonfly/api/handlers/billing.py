@@ -9,7 +9,7 @@ from dragonfly.services import billing, usage
 
 
 async def balance(call: Call) -> dict[str, Any]:
-    return await billing.balance(call.state.db, call.account_id)
+    return await billing.balance(call.state.db, call.account_id, call.state.holds)
 
 
 async def transactions(call: Call) -> dict[str, Any]:
