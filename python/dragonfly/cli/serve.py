@@ -145,6 +145,9 @@ def serve(
                 str(settings.port),
                 "--workers",
                 str(settings.workers),
+                # A deep accept queue: thousands of concurrent streams must not wait to be accepted.
+                "--backlog",
+                "4096",
                 "--log-level",
                 "warning",
                 "--no-access-log",
