@@ -6,13 +6,10 @@ from typing import Any
 
 from dragonfly.domain.ledger import buyer_cash
 from dragonfly.domain.money import usd
-from dragonfly.errors import InvalidRequest
 from dragonfly.ids import iso
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql.repos import ledger, statements
 from dragonfly.storage.state.ports import StateStore
-
-MAX_PAGE = 100
 
 
 async def balance(db: Database, account_id: str, holds: StateStore | None = None) -> dict[str, Any]:
@@ -22,19 +19,6 @@ async def balance(db: Database, account_id: str, holds: StateStore | None = None
     amount = await ledger.balance(db, buyer_cash(account_id))
     held = await holds.held_micros(account_id) if holds is not None else 0
     return {"balance_usd": usd(amount), "held_usd": usd(held), "available_usd": usd(amount - held)}
-
-
-def parse_page(limit: str | None, cursor: str | None) -> tuple[int, int | None]:
-    try:
-        size = int(limit) if limit else 20
-        before = int(cursor) if cursor else None
-    except ValueError:
-        raise InvalidRequest(
-            "limit and cursor must be integers.", param="limit" if limit else "cursor"
-        ) from None
-    if not 1 <= size <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
-    return size, before
 
 
 async def transactions(db: Database, account_id: str, *, limit: int, cursor: int | None) -> dict[str, Any]:

@@ -21,7 +21,6 @@ BUCKETS = {"hour": HOUR_MS, "day": DAY_MS}
 _DEFAULT_SPAN = {"hour": 2 * DAY_MS, "day": 30 * DAY_MS}
 _MAX_POINTS = {"hour": 24 * 31, "day": 366}
 MAX_MONTHS = 60
-MAX_PAGE = 100
 
 
 def _sums(row: Row) -> dict[str, Any]:
@@ -124,19 +123,6 @@ async def monthly(db: Database, seller_id: str, *, months: int) -> dict[str, Any
             for name in out[key]:
                 out[key][name] += int(r[name])
     return {"data": [{"month": k, **_sums(out[k])} for k in keys]}
-
-
-def parse_page(limit: str | None, cursor: str | None) -> tuple[int, int | None]:
-    try:
-        size = int(limit) if limit else 20
-        before = int(cursor) if cursor else None
-    except ValueError:
-        raise InvalidRequest(
-            "limit and cursor must be integers.", param="limit" if limit else "cursor"
-        ) from None
-    if not 1 <= size <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
-    return size, before
 
 
 async def settlements(db: Database, seller_id: str, *, limit: int, cursor: int | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dragonfly.api.context import Call
-from dragonfly.services import billing, usage
+from dragonfly.services import billing, paging, usage
 
 
 async def balance(call: Call) -> dict[str, Any]:
@@ -13,7 +13,7 @@ async def balance(call: Call) -> dict[str, Any]:
 
 
 async def transactions(call: Call) -> dict[str, Any]:
-    limit, cursor = billing.parse_page(call.query("limit"), call.query("cursor"))
+    limit, cursor = paging.parse_page(call.query("limit"), call.query("cursor"))
     return await billing.transactions(call.state.db, call.account_id, limit=limit, cursor=cursor)
 
 

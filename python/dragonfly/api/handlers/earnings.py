@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dragonfly.api.context import Call
-from dragonfly.services import earnings
+from dragonfly.services import earnings, paging
 
 
 def _q(call: Call, name: str) -> str | None:
@@ -33,5 +33,5 @@ async def monthly(call: Call) -> dict[str, Any]:
 
 
 async def settlements(call: Call) -> dict[str, Any]:
-    limit, cursor = earnings.parse_page(_q(call, "limit"), _q(call, "cursor"))
+    limit, cursor = paging.parse_page(_q(call, "limit"), _q(call, "cursor"))
     return await earnings.settlements(call.state.db, call.account_id, limit=limit, cursor=cursor)
