@@ -158,3 +158,22 @@ def test_models_lists_the_market(market: Market) -> None:
     assert "demo/echo-1" in ids
     entry = next(m for m in models.data if m.id == "demo/echo-1").model_dump()
     assert entry["listings"] == 1 and entry["pricing"]["input_per_mtok"]["min"] == "1"
+
+
+def test_large_prompt_is_served_and_oversized_body_refused(market: Market) -> None:
+    words = "lorem " * 60_000  # ~360 KB: parsed and counted off the event loop
+    resp = client(market).chat.completions.create(
+        model="demo/echo-1", messages=[{"role": "user", "content": words}], max_tokens=5
+    )
+    assert resp.choices[0].message.content == "Echo: lorem lorem lorem lorem"
+    assert resp.usage is not None and resp.usage.prompt_tokens > 50_000
+    too_big = requests.post(
+        f"{market.base_url}/chat/completions",
+        data=b'{"model": "demo/echo-1", "messages": [{"role": "user", "content": "'
+        + b"x" * (5 << 20)
+        + b'"}]}',
+        headers={"Authorization": f"Bearer {market.buyer_key}", "content-type": "application/json"},
+        timeout=30,
+    )
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["code"] == "request_too_large" and too_big.headers["x-request-id"]

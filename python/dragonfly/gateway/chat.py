@@ -8,7 +8,8 @@ import contextlib
 import logging
 import time
 import zlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import orjson
@@ -60,6 +61,19 @@ def _upstream_error_message(raw: bytes) -> str:
     return "The upstream provider rejected the request."
 
 
+# Bodies above this size are parsed/counted on a worker thread (the native calls release the GIL), so a
+# huge prompt or answer never stalls the event loop and every other request on it.
+OFF_LOOP_BYTES = 256 * 1024
+
+_R = TypeVar("_R")
+
+
+async def _native_call(size: int, fn: Callable[..., _R], *args: Any) -> _R:
+    if size >= OFF_LOOP_BYTES:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
 class Inference:
     """One OpenAI endpoint relayed to listings of one kind (`chat` at /chat/completions, `embeddings`
     at /embeddings). Embeddings have no completion tokens and never stream."""
@@ -75,7 +89,7 @@ class Inference:
         headers = scope.headers
         body = await read_body(proto, headers, rt.settings.max_body_bytes)
         try:
-            pre = preparse_request(body)
+            pre = await _native_call(len(body), preparse_request, body)
         except NativeError as exc:
             raise InvalidRequest(f"Invalid request body: {exc}") from None
         snap = rt.snapshot
@@ -120,7 +134,7 @@ class Inference:
                 break
             if listing.count_encoding != pre.encoding:
                 # Count the prompt with the tokenizer this listing uses (one more pass over the body).
-                pre = preparse_request(body, listing.count_encoding)
+                pre = await _native_call(len(body), preparse_request, body, listing.count_encoding)
                 trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
             hold = worst_case_hold(
                 prompt_tokens=trade.hold_prompt_tokens,
@@ -263,7 +277,9 @@ class Inference:
         trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
         assert trade.listing is not None
         try:
-            out = rewrite_completion(raw, trade.request_id, pre.model, encoding=trade.listing.count_encoding)
+            out = await _native_call(
+                len(raw), rewrite_completion, raw, trade.request_id, pre.model, trade.listing.count_encoding
+            )
         except NativeError:
             await self._fail_attempt(trade, "error", t0, "invalid_body")
             raise UpstreamError("The upstream provider sent an invalid response.") from None
