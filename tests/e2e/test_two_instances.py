@@ -1,5 +1,5 @@
 """Two `dragonfly serve` processes sharing one PostgreSQL database and one Redis: key budgets, account
-balances and listing concurrency hold across both, under many concurrent requests."""
+balances, listing rpm and listing concurrency hold across both, under many concurrent requests."""
 
 from __future__ import annotations
 
@@ -204,6 +204,32 @@ def test_listing_concurrency_cap_holds_across_two_instances(
     assert pair.seller.stats.max_concurrent <= 2, pair.seller.stats.snapshot()
     assert pair.seller.stats.max_concurrent == 2  # both slots were used: the test exercised the cap
     assert codes["ok"] >= 2 and codes["ok"] + codes["429 rate_limited"] == 16, codes
+
+
+def test_listing_rpm_cap_holds_across_two_instances(
+    pair: Pair, processes: ProcessGroup, fresh_redis_url: str
+) -> None:
+    rpm = 5
+    asyncio.run(
+        _db_value(
+            pair.settings,
+            lambda db: update_listing(
+                db, account_id=pair.seller_id, listing_id=pair.listing_id, fields={"rpm_cap": rpm}
+            ),
+        )
+    )
+    _buyer_id, key = asyncio.run(_buyer(pair.settings, credit_cents=1000, budget_cents=None))
+    _start(pair, processes, fresh_redis_url)
+    pair.seller.stats.reset()
+    responses = _storm(pair.origins, key, 6 * rpm, BODY)
+    codes = _codes(responses)
+    # One minute window shared by both instances: exactly `rpm` requests reach the seller.
+    assert codes["ok"] == rpm, codes
+    assert codes["429 rate_limited"] == 5 * rpm, codes
+    assert pair.seller.stats.requests == rpm, pair.seller.stats.snapshot()
+    refused = next(r for r in responses if r.status_code == 429)
+    assert 1 <= int(refused.headers["retry-after"]) <= 61
+    assert refused.headers["x-ratelimit-limit-requests"] == str(rpm)
 
 
 def test_redis_down_fails_closed_and_both_instances_recover(
