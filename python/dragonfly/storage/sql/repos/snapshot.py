@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dragonfly.domain.ledger import buyer_cash
 from dragonfly.storage.ports import Executor, Row
+
+_CHUNK = 500  # bound on bound parameters per query (SQLite's limit is far higher; keeps plans small)
 
 
 async def live_keys(db: Executor, now_ms: int) -> list[Row]:
@@ -35,15 +38,16 @@ async def routable_listings(db: Executor) -> list[Row]:
 
 
 async def account_balances(db: Executor, account_ids: list[str]) -> dict[str, int]:
-    if not account_ids:
-        return {}
-    rows = await db.fetch_all("SELECT account, amount FROM balances WHERE account LIKE 'buyer:%:cash'")
-    wanted = set(account_ids)
-    out = {}
-    for r in rows:
-        acct = r["account"].split(":")[1]
-        if acct in wanted:
-            out[acct] = int(r["amount"])
+    """Cash balances of the given buyer accounts (looked up by key, never a scan of every balance)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(account_ids), _CHUNK):
+        chunk = account_ids[i : i + _CHUNK]
+        marks = ", ".join(f"${n + 1}" for n in range(len(chunk)))
+        rows = await db.fetch_all(
+            f"SELECT account, amount FROM balances WHERE account IN ({marks})",
+            *[buyer_cash(a) for a in chunk],
+        )
+        out.update({r["account"].split(":")[1]: int(r["amount"]) for r in rows})
     return out
 
 
