@@ -11,7 +11,6 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
 import orjson
 
 from dragonfly.domain.money import worst_case_hold
@@ -29,7 +28,12 @@ from dragonfly.gateway.failpoints import Failpoints
 from dragonfly.gateway.http import read_body, send_json
 from dragonfly.gateway.override import narrow, override_profile, parse_override
 from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
-from dragonfly.gateway.upstream import UpstreamConnectError, UpstreamTimedOut
+from dragonfly.gateway.upstream import (
+    H1Response,
+    UpstreamConnectError,
+    UpstreamFailure,
+    UpstreamTimedOut,
+)
 from dragonfly.native import NativeError
 from dragonfly.native.sse import Splicer, rewrite_completion
 from dragonfly.native.tokens import preparse_request, substitute_model
@@ -192,7 +196,10 @@ class Inference:
                     continue
                 break
             if resp.status != 200:
-                raw = await resp.content.read(64 * 1024)
+                try:
+                    raw = await resp.read(64 * 1024)
+                except UpstreamFailure:
+                    raw = b""
                 resp.release()
                 await self._fail_attempt(trade, "error", t0, f"http_{resp.status}")
                 if resp.status in (400, 413, 422):
@@ -261,15 +268,13 @@ class Inference:
             int(time.time() * 1000),
         )
 
-    async def _relay_body(
-        self, proto: Any, resp: aiohttp.ClientResponse, pre: Any, trade: TradeState, t0: int
-    ) -> None:
+    async def _relay_body(self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int) -> None:
         try:
-            raw = await resp.read()
-        except TimeoutError:  # aiohttp's read timeouts are TimeoutError subclasses
+            raw = await resp.read(MAX_UPSTREAM_BODY)
+        except UpstreamTimedOut:
             await self._fail_attempt(trade, "timeout", t0, "timeout")
             raise UpstreamTimeout("The upstream provider timed out.") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamFailure as exc:
             await self._fail_attempt(trade, "error", t0, type(exc).__name__)
             raise UpstreamError("The upstream provider failed while answering.") from None
         finally:
@@ -292,9 +297,7 @@ class Inference:
         self._record_health(trade, True, usage)
         send_json(proto, 200, out["body"], trade.request_id)
 
-    async def _relay_stream(
-        self, proto: Any, resp: aiohttp.ClientResponse, pre: Any, trade: TradeState, t0: int
-    ) -> None:
+    async def _relay_stream(self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int) -> None:
         assert trade.listing is not None
         splicer = Splicer(
             trade.request_id,
@@ -306,9 +309,19 @@ class Inference:
         splicer.set_prompt_tokens(pre.prompt_tokens)
         transport = proto.response_stream(200, [*SSE_HEADERS, ("x-request-id", trade.request_id)])
         status, error_code = "completed", None
-
-        async def pump() -> bytes:
-            async for chunk in resp.content.iter_any():
+        # One task per stream: the client going away drops the seller's connection, which ends the
+        # read below at once (and stops the seller generating).
+        gone = asyncio.ensure_future(proto.client_disconnect())
+        drop = lambda _f: resp.close()  # noqa: E731
+        gone.add_done_callback(drop)
+        tail = b""
+        try:
+            while not splicer.saw_done:  # anything after [DONE] is ignored; don't wait for the close
+                chunk = await resp.read_some()
+                if not chunk:
+                    if resp.done:
+                        break
+                    continue
                 out = splicer.feed(chunk)
                 if not out:
                     continue
@@ -320,38 +333,29 @@ class Inference:
                 if out:
                     await transport.send_bytes(out)
                     self.failpoints.hit("mid_stream")
-                if splicer.saw_done:
-                    break  # anything after [DONE] is ignored; don't wait for the seller to close
-            return splicer.finish()
-
-        relay = asyncio.ensure_future(pump())
-        gone = asyncio.ensure_future(proto.client_disconnect())
-        tail = b""
-        try:
-            await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if relay.done():
-                try:
-                    tail = relay.result()
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    status, error_code = "failed", "upstream_error"
-                    log.warning("upstream stream broke: %s", type(exc).__name__)
-                    tail = splicer.error_event("The upstream provider failed mid-stream.", "upstream_error")
-                except NativeError as exc:
-                    status, error_code = "failed", "upstream_error"
-                    log.warning("upstream stream unusable: %s", type(exc).__name__)
-                    tail = splicer.error_event(
-                        "The upstream provider sent an invalid stream.", "upstream_error"
-                    )
-                except Exception:  # the client went away while we were writing to it
-                    status = "cancelled"
-            else:
+            tail = splicer.finish()
+        except UpstreamFailure as exc:
+            if gone.done():
                 status = "cancelled"
-                relay.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await relay
+            else:
+                status, error_code = "failed", "upstream_error"
+                log.warning("upstream stream broke: %s", type(exc).__name__)
+                tail = splicer.error_event("The upstream provider failed mid-stream.", "upstream_error")
+        except NativeError as exc:
+            status, error_code = "failed", "upstream_error"
+            log.warning("upstream stream unusable: %s", type(exc).__name__)
+            tail = splicer.error_event("The upstream provider sent an invalid stream.", "upstream_error")
+        except Exception:  # the client went away while we were writing to it
+            status = "cancelled"
         finally:
+            gone.remove_done_callback(drop)
+            if gone.done():
+                status = "cancelled"
             gone.cancel()
-            resp.close()  # on cancel this stops the seller generating at once
+            if status == "completed":
+                resp.release()  # kept alive when the seller's body ended cleanly
+            else:
+                resp.close()  # on cancel this stops the seller generating at once
         if splicer.upstream_error is not None and status == "completed":
             status, error_code = "failed", "upstream_error"
         trade.finish_reason = splicer.finish_reason or ("error" if status == "failed" else None)

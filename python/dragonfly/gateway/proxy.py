@@ -31,6 +31,28 @@ _HOP_BY_HOP = frozenset(
 _MAX_FORWARD = 8 * 1024 * 1024
 
 
+class ControlPlaneClient:
+    """aiohttp towards the control plane on loopback (any method, streamed answers; not the hot path)."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=120, connect=5),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 async def forward(rt: Runtime, scope: Any, proto: Any, request_id: str, control_url: str) -> None:
     body = await read_body(proto, scope.headers, _MAX_FORWARD)
     headers = {k: v for k, v in scope.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -39,8 +61,10 @@ async def forward(rt: Runtime, scope: Any, proto: Any, request_id: str, control_
     headers["x-forwarded-for"] = peer
     url = control_url + scope.path + (f"?{scope.query_string}" if scope.query_string else "")
     try:
-        resp = await rt.upstream.request(scope.method, url, data=body, headers=headers)
-    except (aiohttp.ClientError, OSError):
+        resp = await rt.control.session.request(
+            scope.method, url, data=body, headers=headers, allow_redirects=False
+        )
+    except (aiohttp.ClientError, OSError, TimeoutError):
         raise ServiceUnavailable("The control plane is unavailable.") from None
     try:
         out_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from dragonfly.config import Settings
+from dragonfly.gateway.proxy import ControlPlaneClient
 from dragonfly.gateway.routing import Router
 from dragonfly.gateway.settlement import SettlementWriter
 from dragonfly.gateway.snapshot import Snapshot, load_snapshot
@@ -34,6 +35,7 @@ class Runtime:
         self.box = SecretBox(settings.secret_key)
         self.router = Router()
         self.upstream = UpstreamClient(settings)
+        self.control = ControlPlaneClient()
         # In-process, or Redis when configured; accounts it does not know yet are seeded on first touch.
         self.state: StateStore = make_state_store(settings)
         self.state.set_loader(self._load_account)
@@ -118,6 +120,7 @@ class Runtime:
         if self._settler is not None:
             await self._settler.close()
         await self.upstream.close()
+        await self.control.close()
         await self.state.close()
         if self._db is not None:
             await self._db.close()

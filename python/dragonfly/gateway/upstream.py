@@ -1,113 +1,257 @@
-"""The one upstream HTTP client of a data-plane worker (aiohttp, keep-alive, bounded timeouts).
+"""The seller-facing HTTP client of a data-plane worker: keep-alive connection pools over `h1`.
 
-Seller base URLs are checked again at connect time (DESIGN.md invariant 7): the resolver refuses
-loopback, private, link-local and metadata addresses unless the operator allows private upstreams, so a
-DNS answer that changed after registration cannot reach them. Redirects are never followed.
+Seller base URLs are checked again at connect time (DESIGN.md invariant 7): resolved addresses that are
+loopback, private, link-local or metadata are refused unless the operator allows private upstreams, so a
+DNS answer that changed after registration cannot reach them. Redirects are never followed (a 3xx is
+just a non-200 answer).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import socket
-from typing import Any
+import ssl
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 from dragonfly.config import Settings
 from dragonfly.domain.urlpolicy import is_forbidden_address
+from dragonfly.gateway.h1 import (
+    H1Connection,
+    H1Response,
+    UpstreamBroken,
+    UpstreamConnectError,
+    UpstreamFailure,
+    UpstreamTimedOut,
+    body_framing,
+    parse_head,
+)
+
+__all__ = [
+    "UpstreamBroken",
+    "UpstreamClient",
+    "UpstreamConnectError",
+    "UpstreamFailure",
+    "UpstreamTimedOut",
+]
+
+DNS_TTL_S = 30.0
+KEEPALIVE_S = 30.0
+MAX_IDLE_PER_HOST = 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class UpstreamConnectError(Exception):
-    """The seller could not be reached (refused, DNS, forbidden address)."""
+class _Target:
+    """A parsed seller URL: pool key, request-target and the Host header, cached per URL string."""
 
+    __slots__ = ("host_header", "key", "path")
 
-class UpstreamTimedOut(Exception):
-    """The seller did not answer in time."""
-
-
-class GuardedResolver(AbstractResolver):
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = ThreadedResolver()
-        self._allow_private = allow_private
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if not self._allow_private:
-            results = [r for r in results if not is_forbidden_address(r["host"])]
-            if not results:
-                raise OSError(f"upstream host {host} resolves only to forbidden addresses")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def _literal_forbidden(url: str, allow_private: bool) -> bool:
-    if allow_private:
-        return False
-    host = urlsplit(url).hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name: the resolver checks it
-    return is_forbidden_address(host)
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise UpstreamConnectError("upstream URL is not http(s)")
+        try:
+            port = parts.port or _DEFAULT_PORTS[scheme]
+        except ValueError:
+            raise UpstreamConnectError("upstream URL has an invalid port") from None
+        host = parts.hostname
+        self.key = (scheme, host, port)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        if any(c in path for c in "\r\n "):
+            raise UpstreamConnectError("upstream URL has an invalid path")
+        self.path = path.encode("ascii", "strict") if path.isascii() else path.encode("utf-8")
+        shown = f"[{host}]" if ":" in host else host
+        if port != _DEFAULT_PORTS[scheme]:
+            shown += f":{port}"
+        self.host_header = shown.encode("idna") if not shown.isascii() else shown.encode()
 
 
 class UpstreamClient:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._idle: dict[tuple[str, str, int], list[H1Connection]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=0,  # concurrency is bounded by admission (per-listing caps), not by the pool
-            keepalive_timeout=30,
-            resolver=GuardedResolver(self._settings.allow_private_upstreams),
-            ttl_dns_cache=30,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=self._settings.upstream_total_timeout_s,
-                connect=self._settings.upstream_connect_timeout_s,
-                sock_read=self._settings.upstream_read_timeout_s,
-            ),
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-        )
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep(), name="upstream-idle-sweep")
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("upstream client not started")
-        return self._session
+    def _target(self, url: str) -> _Target:
+        t = self._targets.get(url)
+        if t is None:
+            t = _Target(url)
+            if len(self._targets) > 4096:
+                self._targets.clear()
+            self._targets[url] = t
+        return t
 
-    async def post(self, url: str, api_key: str, body: bytes, accept_sse: bool) -> aiohttp.ClientResponse:
-        """Send the request and return once response headers arrived. The caller releases it."""
-        if _literal_forbidden(url, self._settings.allow_private_upstreams):
-            raise UpstreamConnectError("upstream address is not allowed")
-        headers = {
-            "authorization": f"Bearer {api_key}",
-            "content-type": "application/json",
-            "accept": "text/event-stream" if accept_sse else "application/json",
-            "user-agent": "dragonfly-gateway",
-        }
+    async def post(self, url: str, api_key: str, body: bytes, accept_sse: bool) -> H1Response:
+        """Send the request and return once the response head arrived. The caller must `release()` or
+        `close()` the response."""
+        target = self._target(url)
+        if "\r" in api_key or "\n" in api_key:
+            raise UpstreamConnectError("upstream credential is not a valid header value")
+        head = b"".join(
+            (
+                b"POST ",
+                target.path,
+                b" HTTP/1.1\r\nhost: ",
+                target.host_header,
+                b"\r\nauthorization: Bearer ",
+                api_key.encode("latin-1", "replace"),
+                b"\r\ncontent-type: application/json\r\naccept: ",
+                b"text/event-stream" if accept_sse else b"application/json",
+                b"\r\naccept-encoding: identity\r\nuser-agent: dragonfly-gateway\r\ncontent-length: ",
+                str(len(body)).encode(),
+                b"\r\n\r\n",
+            )
+        )
+        # A short body rides in the head's segment; a large one is not copied.
+        data = head + body if len(body) <= 16384 else None
+        s = self._settings
+        for attempt in (0, 1):
+            conn, reused = await self._acquire(target.key)
+            if data is not None:
+                conn.begin(data, s.upstream_read_timeout_s, s.upstream_total_timeout_s)
+            else:
+                conn.begin(head, s.upstream_read_timeout_s, s.upstream_total_timeout_s)
+                assert conn.transport is not None
+                conn.transport.write(body)
+            try:
+                return await self._response(conn)
+            except UpstreamConnectError:
+                conn.abort()
+                # A kept-alive connection the seller closed just as we sent: retry once, fresh. Nothing
+                # of an answer arrived, so the seller did not act on it.
+                if reused and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                conn.abort()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _response(self, conn: H1Connection) -> H1Response:
+        while True:
+            parsed = parse_head(conn)
+            if parsed is not None:
+                break
+            await conn.wait_data()
+        status, headers = parsed
+        mode, length, keep_alive, decoder = body_framing(status, headers)
+        return H1Response(conn, status, headers, mode, length, keep_alive, decoder, self._release)
+
+    def _release(self, conn: H1Connection) -> None:
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) < MAX_IDLE_PER_HOST:
+            idle.append(conn)
+        else:
+            conn.abort()
+
+    async def _acquire(self, key: tuple[str, str, int]) -> tuple[H1Connection, bool]:
+        idle = self._idle.get(key)
+        if idle:
+            assert self._loop is not None
+            now = self._loop.time()
+            while idle:
+                conn = idle.pop()  # the most recently used: warmest, least likely closed by the seller
+                if not conn.closed and not conn.eof and now - conn.idle_since < KEEPALIVE_S:
+                    return conn, True
+                conn.abort()
+        return await self._connect(key), False
+
+    async def _connect(self, key: tuple[str, str, int]) -> H1Connection:
+        scheme, host, port = key
+        loop = self._loop
+        assert loop is not None
+        addresses = await self._resolve(host, port)
+        tls = self._tls() if scheme == "https" else None
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                async with asyncio.timeout(self._settings.upstream_connect_timeout_s):
+                    _, proto = await loop.create_connection(
+                        lambda: H1Connection(loop, key),
+                        host=address,
+                        port=port,
+                        ssl=tls,
+                        server_hostname=host if tls is not None else None,
+                    )
+                return proto
+            except TimeoutError:
+                last = UpstreamTimedOut("upstream did not accept the connection in time")
+            except (OSError, ssl.SSLError) as exc:
+                last = UpstreamConnectError(type(exc).__name__)
+        assert last is not None
+        raise last
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        allow_private = self._settings.allow_private_upstreams
         try:
-            return await self.session.post(url, data=body, headers=headers, allow_redirects=False)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimedOut("upstream did not answer in time") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientOSError, OSError) as exc:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            if not allow_private and is_forbidden_address(host):
+                raise UpstreamConnectError("upstream address is not allowed")
+            return [host]
+        assert self._loop is not None
+        now = self._loop.time()
+        cached = self._dns.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
             raise UpstreamConnectError(type(exc).__name__) from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not allow_private:
+            addresses = [a for a in addresses if not is_forbidden_address(a)]
+            if not addresses:
+                raise UpstreamConnectError("upstream host resolves only to forbidden addresses")
+        if len(self._dns) > 4096:
+            self._dns.clear()
+        self._dns[(host, port)] = (now + DNS_TTL_S, addresses)
+        return addresses
 
-    async def request(self, method: str, url: str, **kw: Any) -> aiohttp.ClientResponse:
-        return await self.session.request(method, url, allow_redirects=False, **kw)
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    async def _sweep(self) -> None:
+        """Close connections idle past the keep-alive window (sellers close theirs, too)."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_S / 3)
+            assert self._loop is not None
+            now = self._loop.time()
+            for key, idle in list(self._idle.items()):
+                keep = []
+                for c in idle:
+                    if not c.closed and now - c.idle_since < KEEPALIVE_S:
+                        keep.append(c)
+                    else:
+                        c.abort()
+                if keep:
+                    self._idle[key] = keep
+                else:
+                    del self._idle[key]
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for idle in self._idle.values():
+            for c in idle:
+                c.abort()
+        self._idle.clear()
