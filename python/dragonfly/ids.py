@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from datetime import UTC, datetime
+
+_RAND_B_MASK = (1 << 62) - 1
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits (os.urandom).
+
+    Time-ordered on purpose: trade, journal and entry ids are primary keys and index keys, and a random
+    (v4) key lands every insert on a different B-tree page, so each commit rewrote a page per row per
+    index. In time order they append to the same few rightmost pages (measured: `benchmarks/micro/
+    bench_settlement.py`). The random part keeps ids unguessable."""
+    ms = time.time_ns() // 1_000_000
+    r = int.from_bytes(os.urandom(10), "big")  # 80 bits: 12 for rand_a, 62 for rand_b
+    v = (ms << 80) | (0x7 << 76) | ((r >> 68) << 64) | (0b10 << 62) | (r & _RAND_B_MASK)
+    h = f"{v:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def now_ms() -> int:
