@@ -1,6 +1,8 @@
 """The settlement batch on SQLite (the embedded default): µs per trade to execute and to COMMIT, by batch
-size, with time-ordered ids (UUIDv7, what `dragonfly.ids.new_id` makes) against random ids (UUIDv4, the
-baseline) measured in the same run on the same kind of file.
+size. Baseline, measured in the same run on the same kind of file: random ids (UUIDv4) and the guarded
+per-trade statements (what the gateway wrote before); then time-ordered ids (UUIDv7, what
+`dragonfly.ids.new_id` makes) with the guarded statements; then UUIDv7 with the fast batch shape
+(strict journals, balances and key spend summed per batch: what `settle_batch` tries first).
 
 Run: `python benchmarks/micro/bench_settlement.py [directory]` (default: a temporary directory on the
 disk the data dir would be on). Each case gets a fresh database with the real migrations; the trades,
@@ -66,7 +68,15 @@ def _trade(make_id: Callable[[], str]) -> TradeRow:
     )
 
 
-async def _case(directory: str, make_id: Callable[[], str], batch: int) -> tuple[float, float]:
+Shape = Callable[[settlement.Batch], settlement.Steps]
+CASES: list[tuple[str, Callable[[], str], Shape]] = [
+    ("v4 guarded", lambda: str(uuid.uuid4()), settlement.settlement_steps),
+    ("v7 guarded", new_id, settlement.settlement_steps),
+    ("v7 fast", new_id, settlement.fast_settlement_steps),
+]
+
+
+async def _case(directory: str, make_id: Callable[[], str], shape: Shape, batch: int) -> tuple[float, float]:
     """(execute µs/trade, commit µs/trade) over TRADES_PER_CASE trades in batches of `batch`."""
     path = tempfile.mkdtemp(dir=directory)
     db = await open_database(f"sqlite:///{path}/bench.db")
@@ -82,7 +92,7 @@ async def _case(directory: str, make_id: Callable[[], str], batch: int) -> tuple
             rows = [
                 (_trade(make_id), trade_postings("acct_buyer", "acct_seller", COST)) for _ in range(batch)
             ]
-            steps = [(_translate(sql), r) for sql, r in settlement.settlement_steps(rows) if r]
+            steps = [(_translate(sql), r) for sql, r in shape(rows) if r]
             t0 = time.perf_counter()
             conn.execute("BEGIN IMMEDIATE")
             for sql, r in steps:
@@ -104,19 +114,19 @@ async def main() -> None:
         f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, files in {directory}"
     )
     print(f"# {TRADES_PER_CASE} completed trades per case; µs per trade; best of 3 rounds")
-    print("| batch | v4 execute | v4 commit | v7 execute | v7 commit | v4 total / v7 total |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    head = " | ".join(f"{name} exec | {name} commit" for name, _, _ in CASES)
+    print(f"| batch | {head} | baseline / v7 fast |")
+    print("|---:|" + "---:|" * (2 * len(CASES) + 1))
     for batch in BATCHES:
         best: dict[str, tuple[float, float]] = {}
-        for _ in range(3):  # interleaved, so drift on a shared machine hits both alike
-            for name, make in (("v4", lambda: str(uuid.uuid4())), ("v7", new_id)):
-                got = await _case(directory, make, batch)
+        for _ in range(3):  # interleaved, so drift on a shared machine hits every case alike
+            for name, make, shape in CASES:
+                got = await _case(directory, make, shape, batch)
                 if name not in best or sum(got) < sum(best[name]):
                     best[name] = got
-        v4, v7 = best["v4"], best["v7"]
-        print(
-            f"| {batch} | {v4[0]:.1f} | {v4[1]:.1f} | {v7[0]:.1f} | {v7[1]:.1f} | {sum(v4) / sum(v7):.2f}× |"
-        )
+        cells = " | ".join(f"{best[n][0]:.1f} | {best[n][1]:.1f}" for n, _, _ in CASES)
+        ratio = sum(best[CASES[0][0]]) / sum(best[CASES[-1][0]])
+        print(f"| {batch} | {cells} | {ratio:.2f}× |")
 
 
 if __name__ == "__main__":

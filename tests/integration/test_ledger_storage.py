@@ -15,7 +15,7 @@ from dragonfly.domain.ledger import (
 from dragonfly.domain.money import TradeCost, trade_cost
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.repos import ledger
-from dragonfly.storage.sql.repos.settlement import settlement_steps
+from dragonfly.storage.sql.repos.settlement import fast_settlement_steps, settle_batch, settlement_steps
 from dragonfly.storage.sql.repos.trades import TradeRow
 
 
@@ -171,5 +171,54 @@ async def test_settlement_batch_is_exact_idempotent_and_tracks_key_spend(databas
             ("k1", "2026-11"): 2 * cost.charge,
             ("k0", "2026-12"): cost.charge,
         }
+    finally:
+        await db.close()
+
+
+async def _ledger_state(db) -> tuple[dict[str, int], dict[str, int], int, int]:
+    sums = await db.fetch_all("SELECT account, SUM(amount) AS total FROM entries GROUP BY account")
+    stored = await db.fetch_all("SELECT account, amount FROM balances")
+    return (
+        {r["account"]: int(r["total"]) for r in sums},
+        {r["account"]: int(r["amount"]) for r in stored},
+        await db.fetch_val("SELECT COUNT(*) FROM trades"),
+        await db.fetch_val("SELECT COUNT(*) FROM journals"),
+    )
+
+
+async def test_fast_batch_sums_balances_and_a_replay_falls_back_per_trade(database_url: str) -> None:
+    """The fast shape sums balance lines per batch; a replayed request id (from an earlier batch or twice
+    in one) makes the batch fall back to the guarded shape: the fresh trades commit, nothing posts twice."""
+    db = await open_database(database_url)
+    try:
+        cost = trade_cost(
+            prompt_tokens=10,
+            completion_tokens=20,
+            cached_tokens=0,
+            input_price=3_000_000,
+            output_price=7_000_000,
+            cached_input_price=None,
+            fee_bps=1000,
+            reserve_bps=500,
+        )
+        at = 1_795_000_000_000
+        rows = [_trade(f"f{i}", "b0", "k0", cost, at) for i in range(4)]
+        first = [(t, trade_postings("b0", "s1", cost)) for t in rows[:3]]
+        # Four trades of one buyer: one balance upsert per account, not four.
+        assert len(fast_settlement_steps(first)[3][1]) == len({p.account for p in first[0][1] if p.amount})
+        assert await settle_batch(db, first) == [None, None, None]
+        after_first = await _ledger_state(db)
+        assert after_first[0] == after_first[1]
+        assert await ledger.balance(db, buyer_cash("b0")) == -3 * cost.charge
+
+        fresh = (rows[3], trade_postings("b0", "s1", cost))
+        mixed = [first[0], fresh, fresh]  # a replay from the last batch, and one id twice in this batch
+        assert await settle_batch(db, mixed) == [None, None, None]
+        entries, balances, n_trades, n_journals = await _ledger_state(db)
+        assert entries == balances
+        assert (n_trades, n_journals) == (4, 4)
+        assert await ledger.balance(db, buyer_cash("b0")) == -4 * cost.charge
+        spent = await db.fetch_val("SELECT spent_micros FROM key_spend WHERE key_id = 'k0'")
+        assert int(spent) == 4 * cost.charge
     finally:
         await db.close()

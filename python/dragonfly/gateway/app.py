@@ -64,7 +64,13 @@ class GatewayApp:
             send_error(proto, InternalError("Internal error."), request_id)
 
     async def _health(self, scope: Any, proto: Any, request_id: str) -> None:
-        send_json(proto, 200, {"status": "ok", "snapshot_seq": self.rt.snapshot.seq}, request_id)
+        settler = self.rt.settler
+        body = {
+            "status": "ok",
+            "snapshot_seq": self.rt.snapshot.seq,
+            "settlement": {"batches": settler.batches, "trades": settler.trades},
+        }
+        send_json(proto, 200, body, request_id)
 
 
 def _control_owned(path: str) -> bool:
