@@ -14,9 +14,10 @@ The admission script touches an account and a listing, so it needs one Redis pri
 not Redis Cluster.
 
 Fail closed: every connection or timeout error of `admit` (and of the seeding calls) raises
-`StateUnavailable` (503); there is no local fallback for money. The client connects lazily with a short
-connect timeout on every call, so a store created while Redis was down starts working once it is back.
-A settlement that cannot reach Redis is kept in process and replayed (idempotently) on the next call.
+`StateUnavailable` (503); there is no local fallback for money. The client (`resp.RespClient`, one
+pipelined connection; see there why not redis-py) connects lazily with a short connect timeout, so a
+store created while Redis was down starts working once it is back. A settlement that cannot reach Redis
+is kept in process and replayed (idempotently) on the next call.
 """
 
 from __future__ import annotations
@@ -26,13 +27,6 @@ from collections import deque
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
-
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from dragonfly.domain.calendar import month_of
 from dragonfly.storage.state.base import UNSEEDED, BaseStateStore, Ref
@@ -46,16 +40,11 @@ from dragonfly.storage.state.ports import (
     Refusal,
     StateUnavailable,
 )
+from dragonfly.storage.state.resp import RespClient, RespUnavailable, Script
 
 log = logging.getLogger("dragonfly.state.redis")
 
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    OSError,
-    TimeoutError,
-)
+UNAVAILABLE: tuple[type[BaseException], ...] = (RespUnavailable, OSError, TimeoutError)
 # Settlements kept while Redis is unreachable; beyond this the oldest are dropped (their leases expire).
 MAX_QUEUED_SETTLES = 100_000
 SEED_BATCH = 500  # seed scripts per pipeline round trip
@@ -91,27 +80,15 @@ class RedisStateStore(BaseStateStore):
         *,
         connect_timeout_s: float = 0.25,
         op_timeout_s: float = 1.0,
-        max_connections: int = 16,
     ) -> None:
         super().__init__()
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=op_timeout_s,  # waiting for a free connection
-            socket_connect_timeout=connect_timeout_s,
-            socket_timeout=op_timeout_s,
-            retry=Retry(NoBackoff(), 0),  # fail fast; the caller answers 503 and the client retries
-        )
-        self._redis: Redis = Redis.from_pool(pool)
-        self._admit = self._redis.register_script(_lua("admit.lua"))
-        self._settle = self._redis.register_script(_lua("settle.lua"))
-        self._seed = self._redis.register_script(_lua("seed.lua"))
+        # Fail fast, no retries: the caller answers 503 and the client retries.
+        self._redis = RespClient(url, connect_timeout_s=connect_timeout_s, op_timeout_s=op_timeout_s)
+        self._admit = Script(self._redis, _lua("admit.lua"))
+        self._settle = Script(self._redis, _lua("settle.lua"))
+        self._seed = Script(self._redis, _lua("seed.lua"))
         self._queued: deque[tuple[str, Ref, int]] = deque()
         self._warned = False
-
-    @property
-    def client(self) -> Redis:
-        return self._redis
 
     async def _admit_once(self, req: AdmissionRequest) -> Admission:
         if self._queued:
@@ -160,10 +137,7 @@ class RedisStateStore(BaseStateStore):
         if not account_ids:
             return {}
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for account_id in account_ids:
-                    pipe.hget(_acct(account_id), "seq")
-                raw = await pipe.execute()
+            raw = await self._redis.execute_many([["HGET", _acct(a), "seq"] for a in account_ids])
         except UNAVAILABLE as exc:
             raise self._unavailable(exc) from None
         return {a: int(v or 0) for a, v in zip(account_ids, raw, strict=True)}
@@ -174,17 +148,17 @@ class RedisStateStore(BaseStateStore):
     async def seed_many(self, seeds: Sequence[tuple[AccountSeed, int]]) -> None:
         try:
             for start in range(0, len(seeds), SEED_BATCH):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for seed, mark in seeds[start : start + SEED_BATCH]:
-                        a = _acct(seed.account_id)
-                        await self._seed(keys=[a, f"{a}:pend"], args=_seed_args(seed, mark), client=pipe)
-                    await pipe.execute()
+                calls = []
+                for seed, mark in seeds[start : start + SEED_BATCH]:
+                    a = _acct(seed.account_id)
+                    calls.append(([a, f"{a}:pend"], _seed_args(seed, mark)))
+                await self._seed.many(calls)
         except UNAVAILABLE as exc:
             raise self._unavailable(exc) from None
 
     async def account_view(self, account_id: str) -> AccountView | None:
         try:
-            bal, held, pend = await self._redis.hmget(_acct(account_id), ["bal", "held", "pend"])
+            bal, held, pend = await self._redis.execute("HMGET", _acct(account_id), "bal", "held", "pend")
         except UNAVAILABLE as exc:
             raise self._unavailable(exc) from None
         if bal is None:
@@ -199,7 +173,7 @@ class RedisStateStore(BaseStateStore):
         await self._flush()
         if self._queued:
             log.warning("%d settlements not applied to Redis; their leases will expire", len(self._queued))
-        await self._redis.aclose()
+        await self._redis.close()
 
     def _enqueue(self, request_id: str, ref: Ref, cost: int) -> None:
         if len(self._queued) >= MAX_QUEUED_SETTLES:
