@@ -6,9 +6,13 @@ keep-alive, timeouts and broken answers are exercised on the wire, not through a
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
@@ -329,3 +333,71 @@ async def test_close_drops_the_connection_so_the_seller_sees_it(scripted, client
         await asyncio.wait_for(closed.wait(), 2)
     finally:
         srv.close()
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A CA-less self-signed certificate for 127.0.0.1 (IP SAN) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dragonfly-test-seller")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "seller.pem", tmp_path / "seller.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_seller_verified_against_the_trust_store(tmp_path: Path, monkeypatch) -> None:
+    """Real sellers are HTTPS: TLS with certificate and host verification, keep-alive over TLS, and a
+    certificate the trust store does not know is refused."""
+    cert_path, key_path = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_path, key_path)
+    s = Scripted([ok(b'{"tls":1}'), ok(b'{"tls":2}')])
+    s.server = await asyncio.start_server(s.handle, "127.0.0.1", 0, ssl=server_ctx)
+    s.port = s.server.sockets[0].getsockname()[1]
+    try:
+        untrusted = UpstreamClient(_settings())
+        await untrusted.start()
+        try:
+            with pytest.raises(UpstreamConnectError):
+                await untrusted.post(f"https://127.0.0.1:{s.port}/v1/x", "k", b"{}", accept_sse=False)
+        finally:
+            await untrusted.close()
+        # The default context reads the trust store when it is made (lazily, at the first https call).
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
+        trusted = UpstreamClient(_settings())
+        await trusted.start()
+        try:
+            for expected in (b'{"tls":1}', b'{"tls":2}'):
+                resp = await trusted.post(f"https://127.0.0.1:{s.port}/v1/x", "k", b"{}", accept_sse=False)
+                assert await resp.read(1 << 20) == expected
+                resp.release()
+        finally:
+            await trusted.close()
+        assert s.accepts == 1  # the refused handshake never got a handler; one TLS connection for both
+        assert b"host: 127.0.0.1:%d" % s.port in s.heads[0].lower()
+    finally:
+        s.server.close()
