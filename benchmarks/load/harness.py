@@ -48,6 +48,7 @@ class LoadRun:
     error_kinds: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0  # the target's own process tree (excluding the seller behind a proxy)
     seller_cpu_s: float = 0.0
+    cpu_parts: dict[str, float] = field(default_factory=dict)  # cpu_s by named part (pg-redis)
     rss_peak: int = 0
     rss_start: int = 0
     redis_commands: int | None = None
@@ -62,6 +63,8 @@ class LoadRun:
             self.error_kinds[k] = self.error_kinds.get(k, 0) + v
         self.cpu_s += other.cpu_s
         self.seller_cpu_s += other.seller_cpu_s
+        for part, secs in other.cpu_parts.items():
+            self.cpu_parts[part] = self.cpu_parts.get(part, 0.0) + secs
         self.rss_peak = max(self.rss_peak, other.rss_peak)
         self.rss_start = self.rss_start or other.rss_start
         if other.redis_commands is not None:
@@ -93,6 +96,7 @@ class LoadRun:
             "rps": ok / self.wall_s if self.wall_s else float("nan"),
             "cpu_us_per_req": self.cpu_s / n * 1e6 if n else float("nan"),
             "seller_cpu_us_per_req": self.seller_cpu_s / n * 1e6 if n else float("nan"),
+            "cpu_parts_us_per_req": {k: v / n * 1e6 for k, v in self.cpu_parts.items()} if n else {},
             "rss_peak_mib": self.rss_peak / 2**20,
             "rss_start_mib": self.rss_start / 2**20,
         }
@@ -210,6 +214,9 @@ def run_locust(
         run.redis_commands = services.redis_commands_processed(redis_port) - redis0
     run.cpu_s, run.rss_peak, run.rss_start = server.cpu_s, server.rss_peak, server.rss_start
     run.seller_cpu_s = seller.cpu_s
+    names = target.extra.get("root_names")
+    for name, pid in zip(names or [], target.roots, strict=False):
+        run.cpu_parts[name] = run.cpu_parts.get(name, 0.0) + server.cpu_by_root.get(pid, 0.0)
     try:
         data = json.loads(hist_path.read_text())
     except (OSError, ValueError):
@@ -517,6 +524,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"- {r['target']}/{r['scenario']}: "
                 f"{_f(r['redis_commands_per_req'], 2)} Redis commands/request"
             )
+        if r.get("cpu_parts_us_per_req"):
+            parts = ", ".join(f"{k} {_f(v, 0)} µs" for k, v in r["cpu_parts_us_per_req"].items())
+            extra.append(f"- {r['target']}/{r['scenario']} CPU per request by process tree: {parts}")
         if r.get("error_kinds"):
             extra.append(f"- {r['target']}/{r['scenario']} errors: {r['error_kinds']}")
         if r.get("locust_failed"):

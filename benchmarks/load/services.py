@@ -196,9 +196,11 @@ class TreeMeter:
         self.roots = list(roots)
         self.interval_s = interval_s
         self.cpu_s = 0.0
+        self.cpu_by_root: dict[int, float] = {}  # the same CPU seconds, split by root process tree
         self.rss_start = 0
         self.rss_peak = 0
         self._cpu0 = 0.0
+        self._cpu0_by_root: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -208,6 +210,7 @@ class TreeMeter:
     def start(self) -> TreeMeter:
         pids = self.pids()
         self._cpu0 = cpu_seconds(pids)
+        self._cpu0_by_root = {r: cpu_seconds(tree(r)) for r in self.roots}
         self.rss_start = self.rss_peak = rss_bytes(pids)
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -224,6 +227,7 @@ class TreeMeter:
         pids = self.pids()
         self.rss_peak = max(self.rss_peak, rss_bytes(pids))
         self.cpu_s = cpu_seconds(pids) - self._cpu0
+        self.cpu_by_root = {r: cpu_seconds(tree(r)) - self._cpu0_by_root.get(r, 0.0) for r in self.roots}
         return self
 
 

@@ -231,10 +231,14 @@ def start_pg_redis(log_dir: Path, seller: Target) -> tuple[Target, list[Any]]:
     t.extra["pg_version"] = cluster.psql("SHOW server_version").strip()
     # The PostgreSQL server and Redis belong to this target's cost: measure them too.
     pg_pid = _pg_postmaster_pid(cluster)
+    names = ["dragonfly"] * len(t.roots)
     if pg_pid:
         t.roots.append(pg_pid)
+        names.append("postgres")
     if redis._process is not None:
         t.roots.append(redis._process.pid)
+        names.append("redis")
+    t.extra["root_names"] = names
     return t, owned
 
 
