@@ -136,8 +136,13 @@ class SqliteDatabase(_SqliteExecutor):
         except Exception as exc:  # never take the database down with it; commits still work without
             log.warning("checkpointer stopped: %s", type(exc).__name__)
         finally:
+            # Close on the checkpoint thread itself, after any checkpoint still running there (a
+            # cancelled await does not stop it): one connection used by two threads at once crashed
+            # the interpreter in CI.
             if conn is not None:
-                conn.close()
+                closing = loop.run_in_executor(pool, conn.close)
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(closing)
             pool.shutdown(wait=False)
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -153,7 +158,16 @@ class SqliteDatabase(_SqliteExecutor):
                     raise UniqueViolation(str(exc)) from None
                 raise
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _guarded)
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, _guarded)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The statement keeps running on the connection: hold the caller's lock until it is done,
+            # or the settlement batch (which runs inline on the loop) could use the connection at the
+            # same time from another thread.
+            with contextlib.suppress(BaseException):
+                await fut
+            raise
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._in_tx and _current_tx_owner() is self:
