@@ -35,3 +35,18 @@ def test_a_forked_child_never_repeats_the_parents_ids() -> None:
     parent = {new_id() for _ in range(50)}
     # The random 74 bits must differ; the millisecond prefix may coincide.
     assert not {c[14:] for c in child} & {p[14:] for p in parent}
+
+
+def test_threads_never_share_ids() -> None:
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to interleave inside new_id
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            batches = list(pool.map(lambda _: [new_id() for _ in range(5_000)], range(8)))
+    finally:
+        sys.setswitchinterval(old)
+    randoms = [i[14:] for b in batches for i in b]
+    assert len(set(randoms)) == len(randoms)
