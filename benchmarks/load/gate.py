@@ -5,10 +5,10 @@ throughput) runs in short segments alternating direct, Dragonfly, direct, Dragon
 histograms give each side's p50/p99; the gate fails when Dragonfly's *added* latency (its percentile minus
 direct's, both from this run) or its error rate crosses a threshold. Absolute times never decide alone.
 
-Thresholds (calibrated on the shared 2-core development machine, see benchmarks/README.md §Load): about
-1.4-1.7× the worst value seen in calibration runs, and a fourth criterion, Dragonfly's CPU per request
-over the seller's (same run), which is far steadier than latency on a busy machine: a 2× regression of
-the gateway's cost doubles it. Every limit can be overridden with BENCH_GATE_* environment variables.
+Thresholds (calibrated on the shared 2-core development machine, see benchmarks/README.md §Load): the
+CPU criterion — Dragonfly's CPU per request over the seller's, same run, far steadier than latency — sits
+at ~2× its value on a quiet machine, so a 2× regression of the gateway's cost trips it; the latency
+limits sit at ~3× (p50) the quiet values, loose enough for a busy neighbour. Every limit can be overridden with BENCH_GATE_* environment variables.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from benchmarks.load.probe import probe
 
 @dataclass(frozen=True)
 class Thresholds:
-    added_p50_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P50_MS", "12.0"))
+    added_p50_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P50_MS", "6.0"))
     added_p99_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P99_MS", "150.0"))
     error_rate: float = float(os.environ.get("BENCH_GATE_ERROR_RATE", "0.005"))
     # CPU per request of the serve tree over the seller's, same run: far less noisy than latency here.
-    cpu_x_direct: float = float(os.environ.get("BENCH_GATE_CPU_X_DIRECT", "10.0"))
+    cpu_x_direct: float = float(os.environ.get("BENCH_GATE_CPU_X_DIRECT", "6.5"))
     # The gateway must at least keep up with the offered rate (a stall shows up here first).
     min_rps_ratio: float = 0.75
 
