@@ -8,7 +8,8 @@ direct's, both from this run) or its error rate crosses a threshold. Absolute ti
 Thresholds (calibrated on the shared 2-core development machine, see benchmarks/README.md §Load): the
 CPU criterion — Dragonfly's CPU per request over the seller's, same run, far steadier than latency — sits
 at ~2× its value on a quiet machine, so a 2× regression of the gateway's cost trips it; the latency
-limits sit at ~3× (p50) the quiet values, loose enough for a busy neighbour. Every limit can be overridden with BENCH_GATE_* environment variables.
+limits sit at ~3× (p50) the quiet values, loose enough for a busy neighbour. Every limit can be
+overridden with BENCH_GATE_* environment variables.
 """
 
 from __future__ import annotations
