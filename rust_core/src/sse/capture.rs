@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::count::{count, Encoding};
-use super::json::{raw_str, raw_u64, Pick, Picked};
+use super::json::{non_null, raw_str, raw_u64, Pick, Picked};
 
 /// The members of a streamed `choices[]` entry that [`Texts::absorb_picked`] reads.
 pub(crate) const CHOICE: Pick<3> = Pick(&["index", "finish_reason", "delta"]);
@@ -82,6 +83,24 @@ pub(crate) fn usage_of(obj: &Map<String, Value>) -> Option<Usage> {
             .and_then(|x| x.get("usage"))
             .and_then(Usage::from_value)
     })
+}
+
+/// [`usage_of`] for the members picked as raw JSON (`usage`, `x_groq`) by the fast paths of the
+/// splicer and of `rewrite_completion`.
+pub(crate) fn usage_of_picked(
+    usage: Option<&RawValue>,
+    x_groq: Option<&RawValue>,
+) -> Option<Usage> {
+    let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+    non_null(usage)
+        .and_then(parse)
+        .as_ref()
+        .and_then(Usage::from_value)
+        .or_else(|| {
+            non_null(x_groq)
+                .and_then(parse)
+                .and_then(|x| x.get("usage").and_then(Usage::from_value))
+        })
 }
 
 /// One tool call as assembled from its fragments.

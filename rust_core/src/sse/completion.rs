@@ -3,7 +3,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::capture::{usage_of, Texts, ToolCall, Usage};
+use super::capture::{usage_of, usage_of_picked, Texts, ToolCall, Usage};
 use super::count::Encoding;
 use super::json::{non_null, quote, raw_str, rewrite_id_model, Pick};
 use super::SseError;
@@ -63,16 +63,7 @@ fn picked(body: &[u8], id_json: &str, model_json: &str, encoding: Encoding) -> O
         None => Vec::new(),
     };
     let rewritten = rewrite_id_model(body, id_json, model_json)?;
-    let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
-    let usage = non_null(usage)
-        .and_then(parse)
-        .as_ref()
-        .and_then(Usage::from_value)
-        .or_else(|| {
-            non_null(x_groq)
-                .and_then(parse)
-                .and_then(|x| x.get("usage").and_then(Usage::from_value))
-        });
+    let usage = usage_of_picked(usage, x_groq);
     let finish_reason = choices
         .first()
         .and_then(|[_, fr, _]| *fr)
@@ -87,7 +78,8 @@ fn picked(body: &[u8], id_json: &str, model_json: &str, encoding: Encoding) -> O
         content: texts.content().to_owned(),
         tool_calls: texts.tool_calls(),
         counted_completion_tokens: texts.count(encoding).0,
-        upstream_error: non_null(error).and_then(parse),
+        upstream_error: non_null(error)
+            .and_then(|raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok()),
     })
 }
 

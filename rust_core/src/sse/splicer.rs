@@ -3,7 +3,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::capture::{usage_of, Texts, ToolCall, Usage, CHOICE};
+use super::capture::{usage_of, usage_of_picked, Texts, ToolCall, Usage, CHOICE};
 use super::count::Encoding;
 use super::framer::{Frame, Framer};
 use super::json::{non_null, offset_in, quote, rewrite_id_model, Pick};
@@ -274,7 +274,8 @@ impl Splicer {
     /// The fast path of [`Splicer::event`], with the same effects (see [`Chunk::pick`]).
     fn chunk(&mut self, c: Chunk<'_>, out: &mut Vec<u8>) {
         let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
-        let usage = non_null(c.usage).and_then(parse);
+        // A picked member is valid JSON already: present and not null is all `forward` needs to know.
+        let has_usage = non_null(c.usage).is_some();
         // `choices` as an array of objects read member by member (the common case), else as a `Value`.
         let picked = c.choices.and_then(|r| CHOICE.array_of_objects(r.get()));
         let choices_value = match picked {
@@ -283,12 +284,7 @@ impl Splicer {
         };
         let choices_array = choices_value.as_ref().and_then(Value::as_array);
         self.events += 1;
-        let upstream_usage = usage.as_ref().and_then(Usage::from_value).or_else(|| {
-            non_null(c.x_groq)
-                .and_then(parse)
-                .and_then(|x| x.get("usage").and_then(Usage::from_value))
-        });
-        if let Some(u) = upstream_usage {
+        if let Some(u) = usage_of_picked(c.usage, c.x_groq) {
             self.upstream_usage = Some(u);
         }
         match (&picked, choices_array) {
@@ -300,7 +296,6 @@ impl Splicer {
             self.upstream_error_chunk(err, out);
             return;
         }
-        let has_usage = usage.is_some();
         let len = picked
             .as_ref()
             .map(Vec::len)
