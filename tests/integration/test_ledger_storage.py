@@ -119,19 +119,23 @@ def _trade(tid: str, buyer: str, key: str, cost: TradeCost, created_at: int) -> 
     )
 
 
+# A paid trade with a platform fee and a seller reserve (the cost both settlement tests post).
+PAID = trade_cost(
+    prompt_tokens=10,
+    completion_tokens=20,
+    cached_tokens=0,
+    input_price=3_000_000,
+    output_price=7_000_000,
+    cached_input_price=None,
+    fee_bps=1000,
+    reserve_bps=500,
+)
+
+
 async def test_settlement_batch_is_exact_idempotent_and_tracks_key_spend(database_url: str) -> None:
     db = await open_database(database_url)
     try:
-        cost = trade_cost(
-            prompt_tokens=10,
-            completion_tokens=20,
-            cached_tokens=0,
-            input_price=3_000_000,
-            output_price=7_000_000,
-            cached_input_price=None,
-            fee_bps=1000,
-            reserve_bps=500,
-        )
+        cost = PAID
         nov, dec = 1_795_000_000_000, 1_797_000_000_000  # 2026-11 and 2026-12 (UTC)
         rows = [_trade(f"t{i}", f"b{i % 2}", f"k{i % 2}", cost, nov if i < 4 else dec) for i in range(5)]
         batch = [(t, trade_postings(t.buyer_account_id, "s1", cost)) for t in rows]
@@ -191,16 +195,7 @@ async def test_fast_batch_sums_balances_and_a_replay_falls_back_per_trade(databa
     in one) makes the batch fall back to the guarded shape: the fresh trades commit, nothing posts twice."""
     db = await open_database(database_url)
     try:
-        cost = trade_cost(
-            prompt_tokens=10,
-            completion_tokens=20,
-            cached_tokens=0,
-            input_price=3_000_000,
-            output_price=7_000_000,
-            cached_input_price=None,
-            fee_bps=1000,
-            reserve_bps=500,
-        )
+        cost = PAID
         at = 1_795_000_000_000
         rows = [_trade(f"f{i}", "b0", "k0", cost, at) for i in range(4)]
         first = [(t, trade_postings("b0", "s1", cost)) for t in rows[:3]]
