@@ -1,8 +1,8 @@
 """Concurrency at scale: N concurrent streams through one data-plane worker.
 
 The fake seller (one worker) answers every stream with `chunks` content chunks `chunk_delay_s` apart, so
-a stream lasts (chunks − 1) × delay at the seller. An asyncio client (aiohttp on uvloop) opens N streams
-(ramped over one second) and measures, per target:
+a stream lasts (chunks − 1) × delay at the seller. An asyncio client (raw connections on uvloop,
+`sse_client`) opens N streams (ramped over one second) and measures, per target:
 
 - stretch: each stream's duration (request sent → `[DONE]`) against the seller's nominal duration;
 - memory per stream: peak RSS of the target's process tree with N streams open, minus its RSS before,
@@ -26,6 +26,7 @@ import orjson
 
 from benchmarks.load import services, targets
 from benchmarks.load.services import TreeMeter
+from benchmarks.load.sse_client import request_bytes, stream_once
 from benchmarks.load.stats import percentile
 from benchmarks.load.targets import Target
 
@@ -43,34 +44,10 @@ def _body(model: str) -> bytes:
     )
 
 
-async def _one(
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str],
-    body: bytes,
-    delay: float,
-    out: list[Any],
-) -> None:
+async def _one(target: Target, request: bytes, delay: float, out: list[Any]) -> None:
     await asyncio.sleep(delay)
-    t0 = time.monotonic()
-    first = None
-    tail = b""
-    try:
-        async with session.post(url, data=body, headers=headers) as resp:
-            if resp.status != 200:
-                out.append(("error", t0, None, time.monotonic(), f"HTTP {resp.status}"))
-                return
-            async for chunk in resp.content.iter_any():
-                if first is None:
-                    first = time.monotonic()
-                tail = (tail + chunk)[-64:]
-        ok = tail.rstrip().endswith(b"data: [DONE]")
-        out.append(("ok" if ok else "truncated", t0, first, time.monotonic(), None))
-    except asyncio.CancelledError:
-        out.append(("dropped", t0, first, time.monotonic(), None))
-        raise
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        out.append(("error", t0, first, time.monotonic(), type(exc).__name__))
+    host, port = target.origin.removeprefix("http://").rsplit(":", 1)
+    await stream_once(host, int(port), request, out)
 
 
 async def _seller_stats(session: aiohttp.ClientSession, seller: Target) -> dict[str, Any]:
@@ -79,31 +56,24 @@ async def _seller_stats(session: aiohttp.ClientSession, seller: Target) -> dict[
         return stats
 
 
-def _session(n: int) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, force_close=False),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
-        auto_decompress=False,
-    )
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
 
 async def measure_target(
     target: Target, seller: Target, n: int, nominal_s: float, settle_s: float = 3.0
 ) -> dict[str, Any]:
-    url = f"{target.origin}/v1/chat/completions"
-    headers = {"Authorization": f"Bearer {target.api_key}", "Content-Type": "application/json"}
+    host, port = target.origin.removeprefix("http://").rsplit(":", 1)
     body = _body(target.models["chat"])
+    request = request_bytes(host, int(port), "/v1/chat/completions", target.api_key, body)
     out: dict[str, Any] = {"target": target.name, "n": n, "nominal_s": nominal_s}
     # 1. N streams to completion.
     meter = TreeMeter(target.roots, interval_s=0.1)
     results: list[Any] = []
-    async with _session(n) as session, _session(1) as ctl:
+    async with _session() as ctl:
         await asyncio.sleep(0.5)
         meter.start()
-        tasks = [
-            asyncio.ensure_future(_one(session, url, headers, body, i * RAMP_S / n, results))
-            for i in range(n)
-        ]
+        tasks = [asyncio.ensure_future(_one(target, request, i * RAMP_S / n, results)) for i in range(n)]
         deadline = RAMP_S + nominal_s * 3 + 30
         _done, pending = await asyncio.wait(tasks, timeout=deadline)
         for t in pending:
@@ -114,6 +84,9 @@ async def measure_target(
     durations = sorted(r[3] - r[1] for r in oks)
     ttfts = sorted(r[2] - r[1] for r in oks if r[2] is not None)
     stretch = [d / nominal_s - 1 for d in durations]
+    # The same from the first byte on: how much the relay itself slows a stream once it runs (the rest
+    # of `stretch` is the wait to start, TTFT).
+    body_stretch = sorted((r[3] - r[2]) / nominal_s - 1 for r in oks if r[2] is not None)
     out["complete"] = {
         "ok": len(oks),
         "not_ok": {
@@ -127,6 +100,8 @@ async def measure_target(
         "stretch_p50": percentile(stretch, 50),
         "stretch_p99": percentile(stretch, 99),
         "within_10pct": sum(1 for s in stretch if s <= 0.10) / n,
+        "body_stretch_p50": percentile(body_stretch, 50),
+        "body_stretch_p99": percentile(body_stretch, 99),
         "ttft_p50_ms": percentile(ttfts, 50) * 1000,
         "ttft_p99_ms": percentile(ttfts, 99) * 1000,
         "rss_start_mib": meter.rss_start / 2**20,
@@ -141,12 +116,9 @@ async def measure_target(
     await asyncio.sleep(settle_s)
     # 2. N streams, dropped mid-stream by the client.
     drop_results: list[Any] = []
-    async with _session(n) as session, _session(1) as ctl:
+    async with _session() as ctl:
         before = await _seller_stats(ctl, seller)
-        tasks = [
-            asyncio.ensure_future(_one(session, url, headers, body, i * RAMP_S / n, drop_results))
-            for i in range(n)
-        ]
+        tasks = [asyncio.ensure_future(_one(target, request, i * RAMP_S / n, drop_results)) for i in range(n)]
         # Drop when the seller has (nearly) all of them open, or at most 0.8 s after the ramp ended (the
         # streams last (chunks - 1) x delay, so all that started are mid-stream then).
         open_deadline = time.monotonic() + RAMP_S + 0.8
@@ -159,8 +131,7 @@ async def measure_target(
         t_drop = time.monotonic()
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await session.close()  # every connection to the target is closed now
+        await asyncio.gather(*tasks, return_exceptions=True)  # every connection to the target is closed now
         t_closed = time.monotonic()
         gone_at = None
         poll_deadline = t_drop + 15
@@ -232,7 +203,8 @@ def _render_one(r: dict[str, Any]) -> str:
         f"duration p50 "
         f"{c['duration_p50_s']:.3f}s p99 {c['duration_p99_s']:.3f}s max {c['duration_max_s']:.3f}s "
         f"(seller {r['nominal_s']:.2f}s): stretch "
-        f"p50 {c['stretch_p50']:+.1%} p99 {c['stretch_p99']:+.1%}, {c['within_10pct']:.1%} within 10 %; "
+        f"p50 {c['stretch_p50']:+.1%} p99 {c['stretch_p99']:+.1%}, {c['within_10pct']:.1%} within 10 % "
+        f"(from the first byte: p50 {c['body_stretch_p50']:+.1%} p99 {c['body_stretch_p99']:+.1%}); "
         f"TTFT p50 {c['ttft_p50_ms']:.1f} ms p99 {c['ttft_p99_ms']:.1f} ms; RSS {c['rss_start_mib']:.0f} → "
         f"{c['rss_peak_mib']:.0f} MiB = {c['rss_per_stream_kib']:.1f} KiB/stream; CPU {c['cpu_s']:.1f}s\n"
         f"    cancel: {k['open_at_drop']} open at drop; seller cancelled {k['seller_cancelled']}, completed "

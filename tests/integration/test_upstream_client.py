@@ -158,6 +158,93 @@ async def test_stream_pieces_arrive_as_they_are_sent(scripted, client) -> None:
     resp.release()
 
 
+def _sse_chunks(events: list[bytes], end: bytes = b"0\r\n\r\n") -> Reply:
+    chunks: Reply = [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]
+    return chunks + [b"%x\r\n%s\r\n" % (len(e), e) for e in events] + [end]
+
+
+async def test_piped_stream_hands_each_piece_to_the_sink_and_keeps_the_connection(scripted, client) -> None:
+    events = [b"data: %d\n\n" % i for i in range(6)]
+    s = await scripted(_sse_chunks(events), ok(b"next"))
+    resp = await client.post(url(s), "k", b"{}", accept_sse=True)
+    got: list[bytes] = []
+    await resp.pipe(lambda piece: got.append(piece) or False)
+    assert b"".join(got) == b"".join(events)
+    assert len(got) >= 3  # delivered as they came
+    assert resp.done
+    resp.release()
+    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
+    assert await resp.read(1 << 20) == b"next"
+    resp.release()
+    assert s.accepts == 1  # the piped response left the connection reusable
+
+
+async def test_piped_sink_can_stop_before_the_body_ends(scripted, client) -> None:
+    events = [b"data: 1\n\n", b"data: [DONE]\n\n"]
+    s = await scripted(_sse_chunks(events, end=b""))  # the terminating chunk never comes
+    resp = await client.post(url(s), "k", b"{}", accept_sse=True)
+    got: list[bytes] = []
+    await asyncio.wait_for(resp.pipe(lambda p: got.append(p) or b"[DONE]" in b"".join(got)), 2)
+    assert b"".join(got).endswith(b"data: [DONE]\n\n")
+    resp.release()  # not at its end: closed, never reused
+
+
+async def test_piped_body_broken_by_the_seller_fails_the_pipe(scripted, client) -> None:
+    s = await scripted([*_sse_chunks([b"data: 1\n\n"], end=b""), b"ff\r\npartial", None])
+    resp = await client.post(url(s), "k", b"{}", accept_sse=True)
+    got: list[bytes] = []
+    with pytest.raises(UpstreamBroken):
+        await resp.pipe(lambda p: got.append(p) or False)
+    assert b"".join(got).startswith(b"data: 1\n\n")
+    resp.release()
+
+
+async def test_piped_silence_times_out(scripted) -> None:
+    s = await scripted(_sse_chunks([b"data: 1\n\n"], end=b""))  # then silence
+    c = UpstreamClient(_settings(upstream_read_timeout_s=0.3))
+    await c.start()
+    try:
+        resp = await c.post(url(s), "k", b"{}", accept_sse=True)
+        with pytest.raises(UpstreamTimedOut):
+            await resp.pipe(lambda p: False)
+        resp.release()
+    finally:
+        await c.close()
+
+
+async def test_piped_sink_error_ends_the_pipe_with_it(scripted, client) -> None:
+    s = await scripted(_sse_chunks([b"data: 1\n\n", b"data: 2\n\n"]))
+
+    def sink(piece: bytes) -> bool:
+        raise ValueError("unusable")
+
+    resp = await client.post(url(s), "k", b"{}", accept_sse=True)
+    with pytest.raises(ValueError, match="unusable"):
+        await resp.pipe(sink)
+    resp.close()
+
+
+async def test_piped_close_from_outside_ends_the_pipe(scripted, client) -> None:
+    s = await scripted(_sse_chunks([b"data: 1\n\n"], end=b""))  # then silence
+    resp = await client.post(url(s), "k", b"{}", accept_sse=True)
+    done = resp.pipe(lambda p: False)
+    await asyncio.sleep(0.05)
+    resp.close()  # what the gateway does when its client goes away
+    with pytest.raises(UpstreamBroken):
+        await asyncio.wait_for(done, 1)
+
+
+async def test_piped_gzip_and_until_close_bodies(scripted, client) -> None:
+    payload = b"data: x\n\n" * 200
+    packed = gzip.compress(payload)
+    s = await scripted([b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\n\r\n", packed[:50], packed[50:], None])
+    resp = await client.post(url(s), "k", b"{}", accept_sse=True)
+    got: list[bytes] = []
+    await resp.pipe(lambda p: got.append(p) or False)
+    assert b"".join(got) == payload
+    resp.release()
+
+
 async def test_connection_close_and_body_until_close(scripted, client) -> None:
     s = await scripted([b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-", b"close", None], ok(b"again"))
     resp = await client.post(url(s), "k", b"{}", accept_sse=False)

@@ -309,30 +309,34 @@ class Inference:
         splicer.set_prompt_tokens(pre.prompt_tokens)
         transport = proto.response_stream(200, [*SSE_HEADERS, ("x-request-id", trade.request_id)])
         status, error_code = "completed", None
-        # One task per stream: the client going away drops the seller's connection, which ends the
-        # read below at once (and stops the seller generating).
+        # No reader task: the seller connection's callback relays each piece (`relay`), and the client
+        # going away drops the seller's connection, which ends the pipe at once (and stops the seller
+        # generating).
         gone = asyncio.ensure_future(proto.client_disconnect())
         drop = lambda _f: resp.close()  # noqa: E731
         gone.add_done_callback(drop)
-        tail = b""
-        try:
-            while not splicer.saw_done:  # anything after [DONE] is ignored; don't wait for the close
-                chunk = await resp.read_some()
-                if not chunk:
-                    if resp.done:
-                        break
-                    continue
-                out = splicer.feed(chunk)
-                if not out:
-                    continue
+        failpoints = self.failpoints
+
+        def relay(piece: bytes) -> bool:
+            # Runs in the seller connection's data callback, once per piece that arrives.
+            out = splicer.feed(piece)
+            if out:
                 if trade.ttft_ms is None:
                     trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
                 if out.endswith(DONE):
                     # The last byte waits until the trade is committed (DESIGN.md §2 step 7).
                     out = out[: -len(DONE)]
                 if out:
-                    await transport.send_bytes(out)
-                    self.failpoints.hit("mid_stream")
+                    # Granian queues the bytes on an unbounded channel and returns an awaitable that is
+                    # already complete, so nothing is lost by not awaiting it here; a client that went
+                    # away shows up as `gone` instead.
+                    transport.send_bytes(out)
+                    failpoints.hit("mid_stream")
+            return splicer.saw_done  # anything after [DONE] is ignored; don't wait for the close
+
+        tail = b""
+        try:
+            await resp.pipe(relay)
             tail = splicer.finish()
         except UpstreamFailure as exc:
             if gone.done():
