@@ -4,6 +4,9 @@
 //! profile id registered earlier, and scalars; it filters, scores and orders in O(listings of the model)
 //! (a partial selection, not a full sort, picks the top `limit`).
 
+mod book;
+mod evaluate;
+mod filters;
 mod market;
 mod model;
 mod rng;
