@@ -80,14 +80,22 @@ def gate(segment: float, segments: int, rate: float, users: int, out: Path) -> N
 @click.option("--n", type=int, default=2000, show_default=True, help="Concurrent streams.")
 @click.option("--chunks", type=int, default=50, show_default=True)
 @click.option("--chunk-delay", type=float, default=0.05, show_default=True, help="Seconds between chunks.")
+@click.option(
+    "--ramp", type=float, default=1.0, show_default=True, help="Seconds over which the streams start."
+)
 @click.option("--targets", default="direct,embedded", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
-def streams(n: int, chunks: int, chunk_delay: float, targets: str, out: Path) -> None:
+def streams(n: int, chunks: int, chunk_delay: float, ramp: float, targets: str, out: Path) -> None:
     """N concurrent streams through one data-plane worker: stretch, memory per stream, cancellation."""
     from benchmarks.load import streams as streams_mod
 
     streams_mod.main(
-        n=n, chunks=chunks, chunk_delay_s=chunk_delay, target_names=targets.split(","), out_dir=out
+        n=n,
+        chunks=chunks,
+        chunk_delay_s=chunk_delay,
+        ramp_s=ramp,
+        target_names=targets.split(","),
+        out_dir=out,
     )
 
 

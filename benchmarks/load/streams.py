@@ -2,7 +2,7 @@
 
 The fake seller (one worker) answers every stream with `chunks` content chunks `chunk_delay_s` apart, so
 a stream lasts (chunks − 1) × delay at the seller. An asyncio client (raw connections on uvloop,
-`sse_client`) opens N streams (ramped over one second) and measures, per target:
+`sse_client`) opens N streams, started evenly over `ramp_s` (1 s by default), and measures, per target:
 
 - stretch: each stream's duration (request sent → `[DONE]`) against the seller's nominal duration;
 - memory per stream: peak RSS of the target's process tree with N streams open, minus its RSS before,
@@ -29,8 +29,6 @@ from benchmarks.load.services import TreeMeter
 from benchmarks.load.sse_client import request_bytes, stream_once
 from benchmarks.load.stats import percentile
 from benchmarks.load.targets import Target
-
-RAMP_S = 1.0
 
 
 def _body(model: str) -> bytes:
@@ -61,20 +59,20 @@ def _session() -> aiohttp.ClientSession:
 
 
 async def measure_target(
-    target: Target, seller: Target, n: int, nominal_s: float, settle_s: float = 3.0
+    target: Target, seller: Target, n: int, nominal_s: float, ramp_s: float, settle_s: float = 3.0
 ) -> dict[str, Any]:
     host, port = target.origin.removeprefix("http://").rsplit(":", 1)
     body = _body(target.models["chat"])
     request = request_bytes(host, int(port), "/v1/chat/completions", target.api_key, body)
-    out: dict[str, Any] = {"target": target.name, "n": n, "nominal_s": nominal_s}
+    out: dict[str, Any] = {"target": target.name, "n": n, "nominal_s": nominal_s, "ramp_s": ramp_s}
     # 1. N streams to completion.
     meter = TreeMeter(target.roots, interval_s=0.1)
     results: list[Any] = []
     async with _session() as ctl:
         await asyncio.sleep(0.5)
         meter.start()
-        tasks = [asyncio.ensure_future(_one(target, request, i * RAMP_S / n, results)) for i in range(n)]
-        deadline = RAMP_S + nominal_s * 3 + 30
+        tasks = [asyncio.ensure_future(_one(target, request, i * ramp_s / n, results)) for i in range(n)]
+        deadline = ramp_s + nominal_s * 3 + 30
         _done, pending = await asyncio.wait(tasks, timeout=deadline)
         for t in pending:
             t.cancel()
@@ -111,6 +109,7 @@ async def measure_target(
         "cpu_us_per_chunk": meter.cpu_s / max(1, len(oks)) / (nominal_s / 0.05 + 1) * 1e6
         if nominal_s
         else math.nan,
+        "peak_open": _peak_open(results),
         "seller_peak_streams": seller_after.get("peak_streams"),
     }
     await asyncio.sleep(settle_s)
@@ -118,10 +117,10 @@ async def measure_target(
     drop_results: list[Any] = []
     async with _session() as ctl:
         before = await _seller_stats(ctl, seller)
-        tasks = [asyncio.ensure_future(_one(target, request, i * RAMP_S / n, drop_results)) for i in range(n)]
+        tasks = [asyncio.ensure_future(_one(target, request, i * ramp_s / n, drop_results)) for i in range(n)]
         # Drop when the seller has (nearly) all of them open, or at most 0.8 s after the ramp ended (the
         # streams last (chunks - 1) x delay, so all that started are mid-stream then).
-        open_deadline = time.monotonic() + RAMP_S + 0.8
+        open_deadline = time.monotonic() + ramp_s + 0.8
         while time.monotonic() < open_deadline:
             st = await _seller_stats(ctl, seller)
             if st["active_streams"] >= n * 0.98:
@@ -157,7 +156,13 @@ async def measure_target(
 
 
 def main(
-    *, n: int, chunks: int, chunk_delay_s: float, target_names: list[str], out_dir: Path
+    *,
+    n: int,
+    chunks: int,
+    chunk_delay_s: float,
+    target_names: list[str],
+    out_dir: Path,
+    ramp_s: float = 1.0,
 ) -> dict[str, Any]:
     import uvloop
 
@@ -170,7 +175,13 @@ def main(
     )
     started: list[Target] = []
     nominal = (chunks - 1) * chunk_delay_s
-    report: dict[str, Any] = {"n": n, "chunks": chunks, "chunk_delay_s": chunk_delay_s, "targets": []}
+    report: dict[str, Any] = {
+        "n": n,
+        "chunks": chunks,
+        "chunk_delay_s": chunk_delay_s,
+        "ramp_s": ramp_s,
+        "targets": [],
+    }
     try:
         for name in target_names:
             if name == "direct":
@@ -182,8 +193,12 @@ def main(
             else:
                 raise SystemExit(f"streams: unsupported target {name} (direct, nginx, embedded)")
         for t in started:
-            print(f"  {t.name}: {n} streams × {chunks} chunks at {chunk_delay_s * 1000:.0f} ms …", flush=True)
-            r = uvloop.run(measure_target(t, seller, n, nominal))
+            print(
+                f"  {t.name}: {n} streams × {chunks} chunks at {chunk_delay_s * 1000:.0f} ms, "
+                f"started over {ramp_s:g} s …",
+                flush=True,
+            )
+            r = uvloop.run(measure_target(t, seller, n, nominal, ramp_s))
             report["targets"].append(r)
             print(_render_one(r), flush=True)
         report["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
@@ -196,6 +211,16 @@ def main(
         seller.stop()
 
 
+def _peak_open(results: list[Any]) -> int:
+    """Most streams open at once on the client side (request sent, end not yet received)."""
+    edges = sorted([(r[1], 1) for r in results] + [(r[3], -1) for r in results])
+    peak = now = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
 def _render_one(r: dict[str, Any]) -> str:
     c, k = r["complete"], r["cancel"]
     return (
@@ -206,7 +231,8 @@ def _render_one(r: dict[str, Any]) -> str:
         f"p50 {c['stretch_p50']:+.1%} p99 {c['stretch_p99']:+.1%}, {c['within_10pct']:.1%} within 10 % "
         f"(from the first byte: p50 {c['body_stretch_p50']:+.1%} p99 {c['body_stretch_p99']:+.1%}); "
         f"TTFT p50 {c['ttft_p50_ms']:.1f} ms p99 {c['ttft_p99_ms']:.1f} ms; RSS {c['rss_start_mib']:.0f} → "
-        f"{c['rss_peak_mib']:.0f} MiB = {c['rss_per_stream_kib']:.1f} KiB/stream; CPU {c['cpu_s']:.1f}s\n"
+        f"{c['rss_peak_mib']:.0f} MiB = {c['rss_per_stream_kib']:.1f} KiB/stream; CPU {c['cpu_s']:.1f}s; "
+        f"peak open {c['peak_open']}\n"
         f"    cancel: {k['open_at_drop']} open at drop; seller cancelled {k['seller_cancelled']}, completed "
         f"anyway {k['seller_completed_anyway']}, all upstreams gone after "
         f"{_s(k['all_upstreams_gone_after_s'])}, still active after 15 s: {k['still_active_after_15s']}"

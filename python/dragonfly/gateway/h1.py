@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
+
+from dragonfly.native import StreamError
+from dragonfly.native.http1 import ChunkedDecoder
 
 MAX_HEAD = 64 * 1024
-MAX_CHUNK_LINE = 4096
 HIGH_WATER = 1024 * 1024
 
 
@@ -184,7 +186,7 @@ class H1Response:
     """Status and headers of an upstream answer; the body is read with `read` or `read_some`."""
 
     __slots__ = (
-        "_chunk_state",
+        "_chunked",
         "_conn",
         "_decoder",
         "_done",
@@ -215,8 +217,8 @@ class H1Response:
         self.headers = headers
         self._conn = conn
         self._mode = mode  # "length", "chunked" or "close"
-        self._left = length  # length mode: bytes left; chunked: bytes left of the current chunk
-        self._chunk_state = 0  # chunked: 0 size line, 1 data, 2 CRLF after data, 3 trailers
+        self._left = length  # length mode: bytes left
+        self._chunked = ChunkedDecoder() if mode == "chunked" else None
         self._keep_alive = keep_alive
         self._done = mode == "length" and length == 0
         self._released = False
@@ -370,47 +372,19 @@ class H1Response:
             return out
         if mode == "close":
             return self._conn.take()
-        return self._dechunk(buf)
+        dec = self._chunked
+        assert dec is not None
+        try:
+            out = dec.decode(self._conn.take())
+        except StreamError as exc:
+            self._broken(str(exc))
+        if dec.done:
+            self._end()
+            if dec.excess:
+                self._keep_alive = False  # bytes after the body: out of step, never reuse
+        return out
 
-    def _dechunk(self, buf: bytearray) -> bytes:
-        out: list[bytes] = []
-        while buf and not self._done:
-            state = self._chunk_state
-            if state == 1:
-                n = min(self._left, len(buf))
-                out.append(bytes(buf[:n]))
-                del buf[:n]
-                self._left -= n
-                if self._left == 0:
-                    self._chunk_state = 2
-                continue
-            eol = buf.find(b"\r\n")
-            if eol < 0:
-                if len(buf) > MAX_CHUNK_LINE:
-                    self._broken("chunk framing line too long")
-                break
-            line = bytes(buf[:eol])
-            del buf[: eol + 2]
-            if state == 0:
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    self._broken("bad chunk size")
-                if size < 0:
-                    self._broken("bad chunk size")
-                if size == 0:
-                    self._chunk_state = 3
-                else:
-                    self._left, self._chunk_state = size, 1
-            elif state == 2:
-                if line:
-                    self._broken("chunk data longer than its size")
-                self._chunk_state = 0
-            elif not line:  # state 3: the empty line after optional trailers ends the body
-                self._end()
-        return b"".join(out)
-
-    def _broken(self, why: str) -> None:
+    def _broken(self, why: str) -> NoReturn:
         self.close()
         raise UpstreamBroken(f"upstream sent invalid HTTP: {why}")
 

@@ -1,6 +1,7 @@
 """Typed facade over the compiled `dragonfly._native` module: the only importer of it.
 
-Submodules: `tokens` (counting, request pre-parse), `market` (listing ranking), `sse` (stream splicing).
+Submodules: `tokens` (counting, request pre-parse), `market` (listing ranking), `sse` (stream splicing),
+`http1` (chunked body decoding).
 """
 
 from dragonfly._native import (

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod http1;
 mod score;
 mod sse;
 mod tokens;
@@ -11,6 +12,7 @@ mod tokens;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    http1::register(m)?;
     sse::register(m)?;
     tokens::register(m)?;
     score::register(m)?;
