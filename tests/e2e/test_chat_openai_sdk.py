@@ -4,6 +4,7 @@ backends: answers, receipts, money moved exactly, and the documented errors."""
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import openai
@@ -12,6 +13,7 @@ import requests
 from openai import OpenAI
 from support.market import Market, seed_buyer
 
+from dragonfly.demo.seller import DemoSeller
 from dragonfly.domain.ledger import buyer_cash, seller_locked, seller_reserve
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.repos import ledger
@@ -103,6 +105,21 @@ def test_streaming_chat_delivers_content_and_usage(market: Market) -> None:
     assert r["tokens_completion"] == usage.completion_tokens
     after_buyer, _ = balances(market)
     assert before_buyer - after_buyer == micros(r["total_cost_usd"])
+
+
+def test_sequential_streams_reuse_one_seller_connection(market: Market, demo_seller: DemoSeller) -> None:
+    # The seller ends the body 20 ms after `[DONE]`: the gateway answers the buyer at `[DONE]` and must
+    # still give the connection back to its pool rather than close it and open another for each stream.
+    c = client(market)
+    demo_seller.config.end_delay_s = 0.02
+    demo_seller.stats.reset()
+    for _ in range(4):
+        stream = c.chat.completions.create(model="demo/echo-1", messages=MESSAGES, stream=True)
+        text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+        assert text == "Echo: Hello market"
+        time.sleep(0.05)  # the body's end arrives after the buyer's stream ended
+    assert demo_seller.stats.requests == 4
+    assert demo_seller.stats.connections == 1
 
 
 def test_wrong_key_is_an_authentication_error(market: Market) -> None:

@@ -26,8 +26,9 @@ from dragonfly.gateway.upstream import (
 )
 
 # A reply is the list of byte pieces sent (with a short pause between them) for one request, or a
-# callable taking the request head and returning them. `None` as a piece closes the connection.
-Reply = list[bytes | None]
+# callable taking the request head and returning them. `None` as a piece closes the connection; a float
+# is a pause of that many seconds.
+Reply = list[bytes | float | None]
 
 
 @dataclass
@@ -59,6 +60,9 @@ class Scripted:
                     if piece is None:
                         writer.close()
                         return
+                    if isinstance(piece, float):
+                        await asyncio.sleep(piece)
+                        continue
                     writer.write(piece)
                     await writer.drain()
                     await asyncio.sleep(0.002)
@@ -177,6 +181,50 @@ async def test_piped_stream_hands_each_piece_to_the_sink_and_keeps_the_connectio
     assert await resp.read(1 << 20) == b"next"
     resp.release()
     assert s.accepts == 1  # the piped response left the connection reusable
+
+
+def _done_then(*rest: bytes | float | None) -> Reply:
+    return [*_sse_chunks([b"data: 1\n\n", b"data: [DONE]\n\n"], end=b""), *rest]
+
+
+async def _relay_to_done(client: UpstreamClient, s: Scripted) -> None:
+    resp = await client.post(url(s), "k", b"{}", accept_sse=True)
+    seen: list[bytes] = []
+    await resp.pipe(lambda p: seen.append(p) or b"[DONE]" in b"".join(seen))
+    resp.release()
+
+
+async def test_terminator_after_done_is_drained_and_the_connection_reused(scripted, client) -> None:
+    s = await scripted(_done_then(0.05, b"0\r\n\r\n"), ok(b"next"))
+    await _relay_to_done(client, s)
+    await asyncio.sleep(0.15)  # the terminator came and was read in the background
+    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
+    assert await resp.read(1 << 20) == b"next"
+    resp.release()
+    assert s.accepts == 1
+
+
+async def test_a_body_that_does_not_end_after_done_is_closed(scripted, client, monkeypatch) -> None:
+    monkeypatch.setattr("dragonfly.gateway.h1.DRAIN_S", 0.1)
+    s = await scripted(_done_then())  # then silence: the terminator never comes
+    await _relay_to_done(client, s)
+    await asyncio.sleep(0.2)
+    s.replies = [ok(b"next")]
+    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
+    assert await resp.read(1 << 20) == b"next"
+    resp.release()
+    assert s.accepts == 2
+
+
+async def test_a_body_that_goes_on_after_done_is_closed(scripted, client) -> None:
+    more = [b"%x\r\n%s\r\n" % (8192, b"x" * 8192)] * 10  # 80 KiB more, past DRAIN_BYTES
+    s = await scripted(_done_then(*more, b"0\r\n\r\n"), ok(b"next"))
+    await _relay_to_done(client, s)
+    await asyncio.sleep(0.2)
+    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
+    assert await resp.read(1 << 20) == b"next"
+    resp.release()
+    assert s.accepts == 2
 
 
 async def test_piped_sink_can_stop_before_the_body_ends(scripted, client) -> None:

@@ -59,7 +59,8 @@ class SellerHandlers:
 
     async def _inference(self, request: web.Request, kind: str) -> web.StreamResponse:
         """Auth, parse, record, configured failure, model check; then the endpoint itself."""
-        with self.stats.track():
+        transport = request.transport
+        with self.stats.track(transport.get_extra_info("peername") if transport else None):
             if not self._authorized(request):
                 return _error(401, "Incorrect API key provided.", "invalid_api_key")
             try:
@@ -163,6 +164,8 @@ class SellerHandlers:
                     await asyncio.sleep(delay)
                 await resp.write(b"data: " + orjson.dumps(event) + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
+            if cfg.end_delay_s > 0:
+                await asyncio.sleep(cfg.end_delay_s)
             await resp.write_eof()
         except (asyncio.CancelledError, ConnectionError):
             self.stats.cancelled += 1

@@ -20,6 +20,7 @@ class SellerConfig:
     fail_status: int | None = None  # answer every chat/embeddings request with this HTTP error
     drop_mid_stream_after: int | None = None  # close the connection after writing N SSE events
     omit_usage: bool = False  # never report usage (non-stream body, stream usage chunk, embeddings)
+    end_delay_s: float = 0.0  # pause between a stream's `data: [DONE]` and the end of its body
 
     def __post_init__(self) -> None:
         self.validate()
@@ -27,7 +28,7 @@ class SellerConfig:
     def validate(self) -> None:
         if not self.models or not all(isinstance(m, str) and m for m in self.models):
             raise ValueError("models must be a non-empty list of names")
-        if self.chunk_delay_s < 0 or self.first_token_delay_s < 0:
+        if self.chunk_delay_s < 0 or self.first_token_delay_s < 0 or self.end_delay_s < 0:
             raise ValueError("delays must be >= 0")
         if self.chunks is not None and self.chunks < 1:
             raise ValueError("chunks must be >= 1")

@@ -44,6 +44,7 @@ class DemoSeller:
         fail_status: int | None = None,
         drop_mid_stream_after: int | None = None,
         omit_usage: bool = False,
+        end_delay_s: float = 0.0,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -56,6 +57,7 @@ class DemoSeller:
             fail_status=fail_status,
             drop_mid_stream_after=drop_mid_stream_after,
             omit_usage=omit_usage,
+            end_delay_s=end_delay_s,
         )
         self.stats = SellerStats()
         self._runner: web.AppRunner | None = None
@@ -187,6 +189,7 @@ async def _serve_forever(seller: DemoSeller) -> None:
 @click.option("--fail-status", type=int, default=None, help="Answer every request with this HTTP error.")
 @click.option("--drop-mid-stream-after", type=int, default=None, help="Close streams after N events.")
 @click.option("--omit-usage", is_flag=True, help="Never report usage.")
+@click.option("--end-delay-s", type=float, default=0.0, show_default=True, help="Pause after [DONE].")
 def main(host: str, port: int, models: tuple[str, ...], **knobs: Any) -> None:
     """Run the Dragonfly demo seller: a deterministic OpenAI-compatible echo upstream."""
     try:

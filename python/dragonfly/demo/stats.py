@@ -17,9 +17,14 @@ class SellerStats:
     completed: int = 0  # inference requests answered in full
     by_model: dict[str, int] = field(default_factory=dict)
     last_request: dict[str, Any] | None = None  # the last inference request body, as JSON
+    connections: int = 0  # distinct client connections that sent inference requests (keep-alive reuse)
+    _peers: set[Any] = field(default_factory=set, repr=False)
 
     @contextmanager
-    def track(self) -> Iterator[None]:
+    def track(self, peer: Any = None) -> Iterator[None]:
+        if peer is not None and peer not in self._peers:
+            self._peers.add(peer)
+            self.connections = len(self._peers)
         self.requests += 1
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
@@ -39,4 +44,6 @@ class SellerStats:
         self.__dict__.update(fresh.__dict__)
 
     def snapshot(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["_peers"]
+        return out

@@ -24,6 +24,11 @@ from dragonfly.native.http1 import ChunkedDecoder
 
 MAX_HEAD = 64 * 1024
 HIGH_WATER = 1024 * 1024
+# A caller done before the body ended (a stream relayed up to `[DONE]`, whose chunked terminator comes in
+# a later segment) leaves the rest to be read in the background: the connection goes back to the pool if
+# the body ends within this time and size, else it is closed.
+DRAIN_S = 1.0
+DRAIN_BYTES = 64 * 1024
 
 
 class UpstreamFailure(Exception):
@@ -395,19 +400,45 @@ class H1Response:
             self._keep_alive = False
 
     def release(self) -> None:
-        """Give the connection back for reuse when the body was read to its end, else close it."""
+        """Give the connection back for reuse when the body was read to its end; when it was not (yet),
+        read the rest in the background first (`DRAIN_S`, `DRAIN_BYTES`); else close it."""
         if self._released:
             return
         self._released = True
-        if not self._done and not self._conn.closed:
+        conn = self._conn
+        if not self._done and not conn.closed:
             try:
                 self._consume()  # e.g. the chunked terminator that came after a stream's [DONE]
             except UpstreamFailure:
                 pass
-        if self._done and self._keep_alive and not self._conn.closed:
-            self._release_cb(self._conn)
+        if self._done and self._keep_alive and not conn.closed:
+            self._release_cb(conn)
+        elif not self._done and self._keep_alive and self._mode != "close" and not conn.closed:
+            self._drain()
         else:
-            self._conn.abort()
+            conn.abort()
+
+    def _drain(self) -> None:
+        conn = self._conn
+        budget = [DRAIN_BYTES]
+
+        def discard(piece: bytes) -> bool:
+            budget[0] -= len(piece)
+            if budget[0] < 0:
+                raise BodyTooLarge("upstream body went on too long after the caller was done")
+            return False
+
+        def drained(fut: asyncio.Future[None]) -> None:
+            timer.cancel()
+            ok = not fut.cancelled() and fut.exception() is None
+            if ok and self._done and self._keep_alive and not conn.closed:
+                self._release_cb(conn)
+            else:
+                conn.abort()
+
+        timer = conn.loop.call_later(DRAIN_S, conn.abort)
+        self._pipe = None  # a relayed stream piped already: this is a new pipe for the rest
+        self.pipe(discard).add_done_callback(drained)
 
     def close(self) -> None:
         """Drop the connection now (the seller sees it close: a stream stops generating)."""
