@@ -85,6 +85,16 @@ async def measure_target(
     # The same from the first byte on: how much the relay itself slows a stream once it runs (the rest
     # of `stretch` is the wait to start, TTFT).
     body_stretch = sorted((r[3] - r[2]) / nominal_s - 1 for r in oks if r[2] is not None)
+    # Per stream, in start order: start (s after the first), TTFT and duration (ms), for timelines.
+    t_first = min((r[1] for r in results), default=0.0)
+    out["samples"] = [
+        [
+            round(r[1] - t_first, 4),
+            round((r[2] - r[1]) * 1000, 2) if r[2] else None,
+            round((r[3] - r[1]) * 1000, 2),
+        ]
+        for r in sorted(results, key=lambda r: r[1])
+    ]
     out["complete"] = {
         "ok": len(oks),
         "not_ok": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 
 from dragonfly.config import Settings
 from dragonfly.gateway.proxy import ControlPlaneClient
@@ -13,6 +14,7 @@ from dragonfly.gateway.settlement import SettlementWriter
 from dragonfly.gateway.snapshot import Snapshot, load_snapshot
 from dragonfly.gateway.upstream import UpstreamClient
 from dragonfly.ids import now_ms
+from dragonfly.native.tokens import EncodingName, encoding_for_model, load_encoding
 from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Database
@@ -26,6 +28,11 @@ log = logging.getLogger("dragonfly.gateway")
 
 # Balances are also re-seeded on this period, since credits and top-ups may not bump the change seq.
 RESEED_EVERY_S = 2.0
+
+
+def _load_all(names: list[EncodingName]) -> None:
+    for name in names:
+        load_encoding(name)
 
 
 class Runtime:
@@ -42,6 +49,7 @@ class Runtime:
         self._db: Database | None = None
         self._settler: SettlementWriter | None = None
         self._snapshot: Snapshot | None = None
+        self._encodings: set[EncodingName] = set()  # loaded or being loaded
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -75,7 +83,20 @@ class Runtime:
             snap = await load_snapshot(self.db, self.box, seq, now_ms())
             self.router.load(snap)
             self._snapshot = snap
+            self._load_encodings(snap)
         await self._reseed()
+
+    def _load_encodings(self, snap: Snapshot) -> None:
+        """Load, off the event loop, every encoding the market's requests will be counted with: each
+        listing's own, and the one its public model name maps to (what a request is pre-parsed with)."""
+        wanted: set[EncodingName] = set()
+        for model, listings in snap.listings_by_model.items():
+            wanted.add(encoding_for_model(model)[0])
+            wanted.update(listing.count_encoding for listing in listings)
+        missing = sorted(wanted - self._encodings)
+        if missing:
+            self._encodings.update(missing)
+            threading.Thread(target=_load_all, args=(missing,), name="load-encodings", daemon=True).start()
 
     async def _reseed(self) -> None:
         """SET the state store's balances and key spend from the database (never add to them).

@@ -54,6 +54,13 @@ class PreParsed:
     """The encoding `prompt_tokens` was counted with."""
 
 
+def load_encoding(name: EncodingName) -> None:
+    """Load an encoding's vocabulary now, with the GIL released (call it on a background thread). The
+    first count with an encoding otherwise loads it inline: 45–65 ms for o200k_base and ~20 ms for
+    cl100k_base on this machine, with the event loop (and every stream on it) stopped meanwhile."""
+    TokenCounter(name)
+
+
 def encoding_for_model(model: str) -> tuple[EncodingName, bool]:
     """`(encoding name, estimated)` for an OpenAI model name; unknown models get `o200k_base`, estimated."""
     name, estimated = _native.encoding_for_model(model)

@@ -19,11 +19,16 @@ struct TokenCounter {
 
 #[pymethods]
 impl TokenCounter {
+    /// Loads the encoding's vocabulary if this process has not yet (o200k_base 45–65 ms, cl100k_base
+    /// ~20 ms here), with the GIL released: made on a background thread, it warms the encoding without
+    /// stopping the event loop, which would otherwise pay for it inside its first count.
     #[new]
-    fn new(encoding: &str) -> PyResult<Self> {
-        Encoding::from_name(encoding)
-            .map(|enc| TokenCounter { enc })
-            .ok_or_else(|| unknown_encoding(encoding))
+    fn new(py: Python<'_>, encoding: &str) -> PyResult<Self> {
+        let enc = Encoding::from_name(encoding).ok_or_else(|| unknown_encoding(encoding))?;
+        py.detach(|| {
+            enc.tokenizer();
+        });
+        Ok(TokenCounter { enc })
     }
 
     /// The tiktoken name of the encoding.

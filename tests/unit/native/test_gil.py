@@ -87,3 +87,34 @@ def test_counting_and_preparse_release_the_gil_for_large_inputs(ticks: Callable[
     assert moved_while_running(ticks, lambda: TokenCounter("o200k_base").count(text))
     body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}).encode()
     assert moved_while_running(ticks, lambda: preparse_request(body))
+
+
+LOAD_SCRIPT = """
+import threading, time
+from dragonfly.native.tokens import load_encoding
+n = [0]; stop = [False]
+def spin():
+    while not stop[0]:
+        time.sleep(0.001); n[0] += 1
+t = threading.Thread(target=spin, daemon=True); t.start(); time.sleep(0.01)
+before = n[0]; t0 = time.perf_counter()
+load_encoding("o200k_base")
+print((time.perf_counter() - t0) * 1000, n[0] - before)
+stop[0] = True
+"""
+
+
+def test_loading_an_encoding_releases_the_gil() -> None:
+    # Loading happens once per process, so each attempt is a fresh interpreter. The load takes tens of
+    # milliseconds; a ticker stuck behind a held GIL would not move at all.
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", LOAD_SCRIPT], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()
+        ms, moved = float(out[0]), int(out[1])
+        if ms >= 15 and moved >= 4:
+            return
+    pytest.fail(f"the ticker moved {moved} times during a {ms:.0f} ms load")
