@@ -45,3 +45,24 @@ async def test_wal_stays_bounded_under_steady_writes(
     unbounded = await _max_wal_during_writes(tmp_path / "unbounded.sqlite", 1.5)
     assert unbounded > 4 * bounded, (bounded, unbounded)
     assert bounded < 16 * restart_bytes
+
+
+async def test_a_failed_checkpoint_does_not_stop_the_checkpointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(driver, "CHECKPOINT_EVERY_S", 0.02)
+    real_one = driver._one
+    calls = {"failed": 0, "ok": 0}
+
+    def flaky(conn: object, sql: str) -> tuple[object, ...]:
+        if "wal_checkpoint" in sql:
+            if calls["failed"] < 3:
+                calls["failed"] += 1
+                raise driver.sqlite3.OperationalError("disk I/O error")
+            calls["ok"] += 1
+        return real_one(conn, sql)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(driver, "_one", flaky)
+    await _max_wal_during_writes(tmp_path / "flaky.sqlite", 0.6)
+    assert calls["failed"] == 3
+    assert calls["ok"] >= 1  # it went on checkpointing after the failures

@@ -147,6 +147,7 @@ class SqliteDatabase(_SqliteExecutor):
                     _one(conn, "PRAGMA wal_checkpoint(RESTART)")
 
             last: tuple[int, int] | None = None
+            failures = 0
             while True:
                 await asyncio.sleep(CHECKPOINT_EVERY_S)
                 try:
@@ -155,7 +156,13 @@ class SqliteDatabase(_SqliteExecutor):
                     continue
                 stamp = (st.st_mtime_ns, st.st_size)
                 if stamp != last:
-                    await loop.run_in_executor(pool, checkpoint)
+                    try:
+                        await loop.run_in_executor(pool, checkpoint)
+                    except sqlite3.Error as exc:  # e.g. a disk I/O error: try again next time
+                        failures += 1
+                        if failures in (1, 10) or failures % 100 == 0:
+                            log.warning("checkpoint failed (%d so far): %s", failures, type(exc).__name__)
+                        continue
                     last = stamp
         except asyncio.CancelledError:
             raise
