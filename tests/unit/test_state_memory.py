@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dragonfly.storage.state.memory import MemoryStateStore, month_of
-from dragonfly.storage.state.ports import AccountSeed, AdmissionRequest, StateUnavailable, seed_now
+from dragonfly.storage.state.memory import COMPACT_SLACK, MemoryStateStore, month_of
+from dragonfly.storage.state.ports import (
+    SWEEP_MAX,
+    AccountSeed,
+    AdmissionRequest,
+    StateUnavailable,
+    seed_now,
+)
 
 NOW = 1_780_000_000_000
 
@@ -109,3 +115,56 @@ async def test_reseed_sets_never_adds(seeded: int) -> None:
     await seed(s, seeded)
     assert (await s.admit(req("r1", seeded))).ok
     assert not (await s.admit(req("r2", 1))).ok
+
+
+# Expired holds and leases are found through heaps, not by scanning every open one: the heaps stay
+# bounded while holds come and go, and expiry still releases exactly what expired.
+TTL = 1_000
+
+
+def leased(rid: str, now: int, cap: int | None = None) -> AdmissionRequest:
+    return req(rid, 10, now_ms=now, lease_ttl_ms=TTL, listing_concurrency_cap=cap)
+
+
+async def test_heaps_stay_bounded_while_holds_come_and_go() -> None:
+    store = MemoryStateStore()
+    await seed(store, 10**12)
+    for i in range(5_000):
+        assert (await store.admit(leased(f"r{i}", NOW + i // 100))).ok
+        await store.settle(f"r{i}", 1)
+    acct = store._accounts["a1"]
+    lst = store._listings["l1"]
+    assert not acct.holds and not lst.leases
+    assert len(acct.hexp) <= COMPACT_SLACK + 1
+    assert len(lst.lexp) <= COMPACT_SLACK + 1
+    view = await store.account_view("a1")
+    assert view is not None and view.held_micros == 0 and view.pending_micros == 5_000
+
+
+async def test_expired_leases_release_concurrency_and_turn_holds_into_pending() -> None:
+    store = MemoryStateStore()
+    await seed(store, 10**12)
+    # 200 open requests at a concurrency cap of 200, half of them settled (their heap entries go stale).
+    for i in range(200):
+        assert (await store.admit(leased(f"r{i}", NOW, 200))).ok
+    for i in range(0, 200, 2):
+        await store.settle(f"r{i}", 3)
+    for i in range(200, 300):  # refill to the cap, with later leases
+        assert (await store.admit(leased(f"r{i}", NOW + 10, 200))).ok
+    refused = await store.admit(leased("over", NOW + 10, 200))
+    assert not refused.ok and refused.refusal == "listing_concurrency"
+    # The first 100 live leases (odd r0..r199) expire at NOW + TTL; the later ones are still open.
+    after = NOW + TTL
+    assert (await store.admit(leased("late", after, 200))).ok
+    acct = store._accounts["a1"]
+    assert len(store._listings["l1"].leases) == 101  # r200..r299 + late
+    # Holds are swept SWEEP_MAX per admission, oldest first; the money moves from held to pending.
+    assert len(acct.holds) == 100 + 100 - SWEEP_MAX + 1
+    swept = 0
+    while any(h.expires_ms <= after for h in acct.holds.values()):
+        assert (await store.admit(leased(f"more{swept}", after))).ok
+        swept += 1
+    view = await store.account_view("a1")
+    assert view is not None
+    assert view.held_micros == 10 * (100 + 1 + swept)  # r200..r299, late, the extra ones
+    assert view.pending_micros == 3 * 100 + 10 * 100  # settled costs + expired holds at their full amount
