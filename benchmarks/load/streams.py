@@ -42,10 +42,9 @@ def _body(model: str) -> bytes:
     )
 
 
-async def _one(target: Target, request: bytes, delay: float, out: list[Any]) -> None:
+async def _one(host: str, port: int, request: bytes, delay: float, out: list[Any]) -> None:
     await asyncio.sleep(delay)
-    host, port = target.origin.removeprefix("http://").rsplit(":", 1)
-    await stream_once(host, int(port), request, out)
+    await stream_once(host, port, request, out)
 
 
 async def _seller_stats(session: aiohttp.ClientSession, seller: Target) -> dict[str, Any]:
@@ -61,17 +60,23 @@ def _session() -> aiohttp.ClientSession:
 async def measure_target(
     target: Target, seller: Target, n: int, nominal_s: float, ramp_s: float, settle_s: float = 3.0
 ) -> dict[str, Any]:
-    host, port = target.origin.removeprefix("http://").rsplit(":", 1)
+    host, port_text = target.origin.removeprefix("http://").rsplit(":", 1)
+    port = int(port_text)
     body = _body(target.models["chat"])
-    request = request_bytes(host, int(port), "/v1/chat/completions", target.api_key, body)
+    request = request_bytes(host, port, "/v1/chat/completions", target.api_key, body)
     out: dict[str, Any] = {"target": target.name, "n": n, "nominal_s": nominal_s, "ramp_s": ramp_s}
+
+    def launch(into: list[Any]) -> list[asyncio.Future[None]]:
+        """N streams, started evenly over the ramp, each appending its outcome to `into`."""
+        return [asyncio.ensure_future(_one(host, port, request, i * ramp_s / n, into)) for i in range(n)]
+
     # 1. N streams to completion.
     meter = TreeMeter(target.roots, interval_s=0.1)
     results: list[Any] = []
     async with _session() as ctl:
         await asyncio.sleep(0.5)
         meter.start()
-        tasks = [asyncio.ensure_future(_one(target, request, i * ramp_s / n, results)) for i in range(n)]
+        tasks = launch(results)
         deadline = ramp_s + nominal_s * 3 + 30
         _done, pending = await asyncio.wait(tasks, timeout=deadline)
         for t in pending:
@@ -127,7 +132,7 @@ async def measure_target(
     drop_results: list[Any] = []
     async with _session() as ctl:
         before = await _seller_stats(ctl, seller)
-        tasks = [asyncio.ensure_future(_one(target, request, i * ramp_s / n, drop_results)) for i in range(n)]
+        tasks = launch(drop_results)
         # Drop when the seller has (nearly) all of them open, or at most 0.8 s after the ramp ended (the
         # streams last (chunks - 1) x delay, so all that started are mid-stream then).
         open_deadline = time.monotonic() + ramp_s + 0.8
