@@ -270,16 +270,27 @@ class H1Response:
             try:
                 await conn.wait_data()
             except UpstreamFailure:
-                if self._mode == "close" and not conn.timed_out:
-                    self._done = True  # the body ends with the connection
-                    self._keep_alive = False
+                if self._ended_by_close():
                     break
                 raise
-        if self._decoder is not None:
-            tail: bytes = self._decoder.flush()
-            self._decoder = None
-            return tail
-        return b""
+        return self._flush()
+
+    def _ended_by_close(self) -> bool:
+        """The connection ended before the framing did: True when that is how the body ends (an
+        until-close body that did not time out), else the body broke off."""
+        if self._mode == "close" and not self._conn.timed_out:
+            self._done = True
+            self._keep_alive = False
+            return True
+        return False
+
+    def _flush(self) -> bytes:
+        """What the content decoder still holds once the body ended (b"" without one)."""
+        if self._decoder is None:
+            return b""
+        tail: bytes = self._decoder.flush()
+        self._decoder = None
+        return tail
 
     def pipe(self, sink: Callable[[bytes], bool]) -> asyncio.Future[None]:
         """Hand every body piece to `sink` from the connection's own callback as it arrives.
@@ -302,13 +313,13 @@ class H1Response:
             return  # re-entered from the sink (e.g. it closed the connection): the outer call goes on
         self._pumping = True
         try:
-            self._pump_once(fut)
+            self._pump_once()
         except Exception as exc:  # the sink's error, or invalid framing: end the pipe with it
             self._end_pipe(exc)
         finally:
             self._pumping = False
 
-    def _pump_once(self, fut: asyncio.Future[None]) -> None:
+    def _pump_once(self) -> None:
         sink = self._sink
         assert sink is not None
         conn = self._conn
@@ -319,20 +330,13 @@ class H1Response:
             if sink(self._decode(piece)):
                 self._end_pipe(None)
                 return
-        if not self._done and (conn.closed or conn.eof):
-            if self._mode == "close" and not conn.timed_out:
-                self._done = True  # the body ends with the connection
-                self._keep_alive = False
-            else:
-                self._end_pipe(conn._ended())
-                return
+        if not self._done and (conn.closed or conn.eof) and not self._ended_by_close():
+            self._end_pipe(conn._ended())
+            return
         if self._done:
-            if self._decoder is not None:
-                tail: bytes = self._decoder.flush()
-                self._decoder = None
-                if tail and sink(tail):
-                    self._end_pipe(None)
-                    return
+            tail = self._flush()
+            if tail:
+                sink(tail)  # the last piece: whatever the sink answers, the pipe ends here
             self._end_pipe(None)
 
     def _end_pipe(self, exc: BaseException | None) -> None:
