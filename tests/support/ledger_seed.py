@@ -100,7 +100,7 @@ def make_trade(
 
 async def write_trades(db: Database, trades: list[Trade]) -> None:
     writer = SettlementWriter(db)
-    writer.start()
+    await writer.start()
     try:
         for t in trades:
             await writer.settle(t.row, t.postings)

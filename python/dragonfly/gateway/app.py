@@ -70,7 +70,13 @@ class GatewayApp:
         body = {
             "status": "ok",
             "snapshot_seq": self.rt.snapshot.seq,
-            "settlement": {"batches": settler.batches, "trades": settler.trades},
+            "settlement": {
+                "durable_point": settler.durable_point,
+                "batches": settler.batches,
+                "trades": settler.trades,
+                "uncommitted": settler.uncommitted,
+                "stuck": settler.stuck,
+            },
         }
         send_json(proto, 200, body, request_id)
 

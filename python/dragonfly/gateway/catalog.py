@@ -91,6 +91,7 @@ async def get_generation(rt: Runtime, scope: Any, proto: Any, request_id: str) -
     trade_id = query_param(scope.query_string, "id")
     if not trade_id:
         raise InvalidRequest("query parameter `id` is required", param="id")
+    await rt.settler.flush()  # a receipt asked for right after its response is already in the log
     row = await trades.get_for_buyer(rt.db, trade_id, key.account_id)
     if row is None:
         raise NotFound("No generation with that id.")

@@ -60,6 +60,8 @@ async def forward(rt: Runtime, scope: Any, proto: Any, request_id: str, control_
     peer = (scope.client or "").rsplit(":", 1)[0]
     headers["x-forwarded-for"] = peer
     url = control_url + scope.path + (f"?{scope.query_string}" if scope.query_string else "")
+    # Read-your-writes: usage, balances and trade lists behind this call see every trade already answered.
+    await rt.settler.flush()
     try:
         resp = await rt.control.session.request(
             scope.method, url, data=body, headers=headers, allow_redirects=False

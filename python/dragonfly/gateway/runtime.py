@@ -19,7 +19,9 @@ from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
+from dragonfly.storage.sql.connect import sqlite_path
 from dragonfly.storage.sql.repos import changes
+from dragonfly.storage.sql.settlement_log import SettlementLog, log_path_for
 from dragonfly.storage.state import seeding
 from dragonfly.storage.state.factory import make_state_store
 from dragonfly.storage.state.ports import AccountSeed, StateStore, StateUnavailable
@@ -71,11 +73,21 @@ class Runtime:
         if not self.settings.embedded and self.settings.workers > 1 and not self.settings.redis_url:
             raise RuntimeError("more than one data-plane worker needs a shared state store (Redis)")
         self._db = await open_database(self.settings.database_url)
-        self._settler = SettlementWriter(self._db)
-        self._settler.start()
+        self._settler = SettlementWriter(self._db, self._settlement_log())
+        await self._settler.start()
         await self.upstream.start()
         await self.refresh(force=True)
         self._tasks.append(asyncio.get_running_loop().create_task(self._poll(), name="snapshot-poll"))
+
+    def _settlement_log(self) -> SettlementLog | None:
+        """The embedded default makes a local log its durable point (gateway/settlement.py): one worker
+        owns the in-process state store and the database file, so nothing else settles behind its back.
+        With Redis, other instances count settlements the re-seed must find in the database."""
+        url = self.settings.database_url
+        if self.settings.redis_url or not url.startswith("sqlite:"):
+            return None
+        path = sqlite_path(url)
+        return None if path == ":memory:" else SettlementLog(log_path_for(path))
 
     async def refresh(self, force: bool = False) -> None:
         seq = await changes.current(self.db)
@@ -111,13 +123,16 @@ class Runtime:
         for key in self.snapshot.keys_by_hash.values():
             keys_by_account.setdefault(key.account_id, []).append(key.id)
         try:
-            await seeding.reseed_all(self.state, self.db, keys_by_account, now_ms())
+            await seeding.reseed_all(
+                self.state, self.db, keys_by_account, now_ms(), before_read=self.settler.flush
+            )
         except StateUnavailable:
             log.warning("state store unreachable: re-seed skipped, admission fails closed until it returns")
 
     async def _load_account(self, account_id: str) -> AccountSeed:
         """First touch of an account the store does not know (new, or Redis lost its data)."""
         keys = [k.id for k in self.snapshot.keys_by_hash.values() if k.account_id == account_id]
+        await self.settler.flush()
         return await seeding.load_account(self.db, account_id, keys, now_ms())
 
     async def _poll(self) -> None:

@@ -1,5 +1,16 @@
-"""Group commit of settled trades: each request awaits its own durable commit, but concurrent
-settlements share one database transaction (one transaction per request caps a process near 1k req/s).
+"""Group commit of settled trades (DESIGN.md §2 step 7, §3).
+
+Two durable points, chosen by the runtime:
+
+- **database** (PostgreSQL, or SQLite shared with other instances): `settle` returns once the trade is
+  committed; concurrent settlements share one transaction (one transaction per request caps a process
+  near 1k req/s).
+- **settlement log** (the embedded default: SQLite and the in-process state store, one worker): `settle`
+  appends the trade to `SettlementLog` — durable against a crash once written — and returns at once;
+  this writer commits the log's trades to the database in the background, in batches of up to
+  `MAX_BATCH` gathered over `BATCH_WAIT_S`. Readers that must see every trade (receipts, re-seeding the
+  state store, the control plane behind the gateway) call `flush()` first. A trade the database refuses
+  stays in the log and is tried again at the next start.
 
 A trade and its journal commit together; both are idempotent by request id, so a replay is harmless.
 """
@@ -8,16 +19,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from dragonfly.domain.ledger import Posting
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql.repos import trades
 from dragonfly.storage.sql.repos.settlement import settle_batch
+from dragonfly.storage.sql.settlement_log import Entry, SettlementLog
 
 log = logging.getLogger("dragonfly.gateway.settlement")
 
 MAX_BATCH = 256
+# Log mode: how long the first trade of a batch waits for company. Nobody waits on the commit, so a
+# longer wait only means bigger (cheaper per trade) batches and fewer interruptions of the event loop.
+BATCH_WAIT_S = 0.005
+# Log mode: a batch the database refuses is retried after these pauses, then split to find the culprit.
+RETRY_PAUSES_S = (0.05, 0.25, 1.0)
+# Log mode: the longest a reader waits in `flush` before it reads what is committed.
+FLUSH_TIMEOUT_S = 2.0
+# Log mode: the log is emptied when everything in it is committed and it has grown past this.
+RESET_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -27,28 +49,98 @@ class _Pending:
     done: asyncio.Future[None]
 
 
+def _wake_up(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def _kinds(results: list[BaseException | None]) -> str:
     return ", ".join(sorted({type(e).__name__ for e in results if e is not None}))
 
 
 class SettlementWriter:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settlement_log: SettlementLog | None = None) -> None:
         self._db = db
+        self._log = settlement_log
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Log mode: trades appended and not yet committed, numbered by `_appended`.
+        self._backlog: deque[Entry] = deque()
+        self._appended = 0
+        self._finished = 0  # every trade numbered up to here is committed (or set aside as stuck)
+        self._stuck = 0  # refused by the database: kept in the log for the next start
+        self._wake = asyncio.Event()  # the backlog is no longer empty
+        self._hurry = False  # a reader is waiting: commit now
+        self._nap: asyncio.Future[None] | None = None  # the batch's gathering time, cut short by a flush
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         # Counters for /healthz: how well group commit is grouping.
         self.batches = 0
         self.trades = 0
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="settlement-writer")
+    @property
+    def durable_point(self) -> str:
+        return "settlement_log" if self._log is not None else "database"
+
+    @property
+    def uncommitted(self) -> int:
+        """Log mode: trades durable in the log and not yet in the database."""
+        return len(self._backlog)
+
+    @property
+    def stuck(self) -> int:
+        """Log mode: trades the database refused, kept in the log for the next start."""
+        return self._stuck
+
+    async def start(self) -> None:
+        """Log mode: commit what a previous process left in the log, before anything reads the books."""
+        if self._log is not None:
+            left = self._log.open()
+            if left:
+                await self._recover(left)
+        loop = asyncio.get_running_loop()
+        run = self._run_log if self._log is not None else self._run
+        self._task = loop.create_task(run(), name="settlement-writer")
+
+    async def _recover(self, left: list[Entry]) -> None:
+        assert self._log is not None
+        for i in range(0, len(left), MAX_BATCH):
+            await self._commit(left[i : i + MAX_BATCH])
+        log.warning("settlement log: %d trades left by a previous process committed", len(left) - self._stuck)
+        if not self._stuck:
+            self._log.reset()
 
     async def settle(self, trade: trades.TradeRow, postings: list[Posting]) -> None:
-        """Returns once the trade is durably committed; raises if the commit failed."""
+        """Returns once the trade is durable (committed, or in the settlement log); raises if it is not."""
+        if self._log is not None:
+            self._log.append(trade, postings)
+            self._backlog.append((trade, postings))
+            self._appended += 1
+            if len(self._backlog) == 1:
+                self._wake.set()
+            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(trade, postings, fut))
         # A cancelled waiter does not cancel the write: the trade is in the batch and commits anyway.
         await fut
+
+    async def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Wait until every trade settled before this call is in the database. False when that took
+        longer than `timeout_s` (the database is refusing writes): the caller reads what is there."""
+        target = self._appended
+        if self._finished >= target:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, fut))
+        self._hurry = True
+        self._wake.set()
+        if self._nap is not None:
+            _wake_up(self._nap)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+            return True
+        except TimeoutError:
+            log.warning("settlement: flush waited %.1f s for the database; reading without it", timeout_s)
+            return False
 
     async def _run(self) -> None:
         while True:
@@ -80,12 +172,91 @@ class SettlementWriter:
                     "settlement: %d of %d trades not committed: %s", failed, len(batch), _kinds(results)
                 )
 
+    async def _run_log(self) -> None:
+        assert self._log is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._backlog:
+                continue
+            if not self._hurry:
+                # Nobody waits for this commit: let the batch fill for a few ms (a flush cuts it short).
+                loop = asyncio.get_running_loop()
+                self._nap = nap = loop.create_future()
+                timer = loop.call_later(BATCH_WAIT_S, _wake_up, nap)
+                try:
+                    await nap
+                finally:
+                    timer.cancel()
+                    self._nap = None
+            while self._backlog:
+                self._hurry = False
+                self._wake.clear()
+                n = min(len(self._backlog), MAX_BATCH)
+                batch = [self._backlog[i] for i in range(n)]
+                await self._commit(batch)
+                for _ in range(n):
+                    self._backlog.popleft()
+                self._finished += n
+                self._wake_flushers()
+            if not self._stuck and self._log.size > RESET_BYTES:
+                self._log.reset()  # everything in it is committed (the loop never yielded since)
+
+    async def _commit(self, batch: list[Entry]) -> None:
+        """Commit a batch, retrying while the database refuses it; then trade by trade, setting aside
+        (in the log, for the next start) any trade it still refuses."""
+        for pause in (*RETRY_PAUSES_S, None):
+            try:
+                results = await settle_batch(self._db, batch)
+            except Exception as exc:
+                if pause is not None:
+                    kind = type(exc).__name__
+                    log.warning("settlement: batch of %d not committed (%s); retrying", len(batch), kind)
+                    await asyncio.sleep(pause)
+                    continue
+                results = []
+                for entry in batch:
+                    try:
+                        results.extend(await settle_batch(self._db, [entry]))
+                    except Exception as one:
+                        results.append(one)
+            break
+        self.batches += 1
+        self.trades += len(batch)
+        failed = sum(1 for r in results if r is not None)
+        if failed:
+            self._stuck += failed
+            log.error(
+                "settlement: %d of %d trades refused by the database (%s); kept in the settlement log",
+                failed,
+                len(batch),
+                _kinds(results),
+            )
+
+    def _wake_flushers(self) -> None:
+        done = self._finished
+        keep = []
+        for target, fut in self._waiters:
+            if target <= done:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._waiters = keep
+
     async def close(self) -> None:
-        # Drain what is queued so every response already promised is committed.
-        await self._queue.join()
+        # Commit what is queued so every response already promised is in the database.
+        if self._log is not None:
+            await self.flush(timeout_s=30.0)
+        else:
+            await self._queue.join()
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._log is not None:
+            if not self._backlog and not self._stuck:
+                self._log.reset()
+            self._log.close()

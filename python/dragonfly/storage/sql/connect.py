@@ -8,7 +8,7 @@ from dragonfly.storage.sql.postgres import PostgresDatabase
 from dragonfly.storage.sql.sqlite import SqliteDatabase
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
     # sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite://:memory:
     rest = url.split("://", 1)[1]
     if rest in (":memory:", "/:memory:"):
@@ -20,7 +20,7 @@ async def open_database(url: str, *, migrate: bool = True, pool_size: int = 10) 
     """`sqlite:///var/dragonfly.db` or `postgresql://user@host:port/db`."""
     db: SqliteDatabase | PostgresDatabase
     if url.startswith("sqlite:"):
-        db = SqliteDatabase(_sqlite_path(url))
+        db = SqliteDatabase(sqlite_path(url))
     elif url.startswith(("postgres://", "postgresql://")):
         db = PostgresDatabase(url, max_size=pool_size)
     else:

@@ -4,7 +4,7 @@ uses them. Always: read the store's marks first, then the database, then SET (se
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import buyer_cash
@@ -36,9 +36,19 @@ async def load_all(
 
 
 async def reseed_all(
-    store: StateStore, db: Executor, keys_by_account: Mapping[str, Sequence[str]], now_ms: int
+    store: StateStore,
+    db: Executor,
+    keys_by_account: Mapping[str, Sequence[str]],
+    now_ms: int,
+    before_read: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
-    """The periodic full reconcile: marks, then the database, then SET (raises `StateUnavailable`)."""
+    """The periodic full reconcile: marks, then the database, then SET (raises `StateUnavailable`).
+
+    `before_read` runs between the marks and the database read: with a settlement log it commits what
+    the store has already counted; when it answers False (not all committed) this round is skipped."""
     marks = await store.seed_marks(sorted(keys_by_account))
+    if before_read is not None and not await before_read():
+        log.warning("re-seed skipped: settled trades are not all in the database yet")
+        return
     seeds = await load_all(db, keys_by_account, now_ms)
     await store.seed_many([(s, marks[s.account_id]) for s in seeds])

@@ -1,0 +1,131 @@
+"""The embedded durable point: trades settle into the settlement log, reach SQLite in the background,
+are committed exactly once after a crash, and readers that flush see every one of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support.ledger_seed import make_trade, new_account, new_buyer_key, write_trades
+
+from dragonfly.domain.calendar import month_of
+from dragonfly.domain.ledger import buyer_cash
+from dragonfly.gateway.settlement import SettlementWriter
+from dragonfly.services.credits import credit_account
+from dragonfly.services.ledger_check import check_ledger
+from dragonfly.storage.ports import Database
+from dragonfly.storage.sql import open_database
+from dragonfly.storage.sql.repos import ledger
+from dragonfly.storage.sql.settlement_log import SettlementLog, log_path_for
+from dragonfly.storage.state.memory import MemoryStateStore
+from dragonfly.storage.state.ports import AccountSeed, AdmissionRequest, seed_now
+from dragonfly.storage.state.seeding import reseed_all
+
+NOW = 1_780_000_000_000
+FUNDS = 10_000_000
+
+
+async def _market(db: Database) -> tuple[str, str, str]:
+    buyer = await new_account(db, "buyer")
+    seller = await new_account(db, "seller")
+    key_id = await new_buyer_key(db, buyer)
+    await credit_account(db, account_id=buyer, amount_micros=FUNDS, note="seed")
+    return buyer, seller, key_id
+
+
+def _log_bytes(db_path: str) -> bytes:
+    with open(log_path_for(db_path), "rb") as f:  # a few hundred bytes: no need to leave the loop
+        return f.read()
+
+
+async def _committed(db: Database, ids: list[str]) -> int:
+    rows = await db.fetch_all("SELECT id FROM trades")
+    return len({r["id"] for r in rows} & set(ids))
+
+
+async def test_settle_is_durable_in_the_log_and_flush_commits_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "df.db")
+    db = await open_database(f"sqlite:///{path}")
+    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+    try:
+        await writer.start()
+        assert writer.durable_point == "settlement_log"
+        buyer, seller, key_id = await _market(db)
+        trades = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(5)]
+        for t in trades:
+            await writer.settle(t.row, t.postings)
+        # Durable before any commit: one line per trade is already in the file.
+        assert _log_bytes(path).count(b"\n") == 5
+        assert await writer.flush()
+        assert await _committed(db, [t.row.id for t in trades]) == 5
+        charged = sum(t.cost.charge for t in trades)
+        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
+        assert await check_ledger(db) == []
+    finally:
+        await writer.close()
+        await db.close()
+    assert _log_bytes(path) == b""  # everything committed: nothing left to replay
+
+
+async def test_trades_left_in_the_log_are_committed_once_at_start(tmp_path: Path) -> None:
+    path = str(tmp_path / "df.db")
+    db = await open_database(f"sqlite:///{path}")
+    try:
+        buyer, seller, key_id = await _market(db)
+        trades = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(3)]
+        # A previous process logged three trades, committed the first, and was killed.
+        dead = SettlementLog(log_path_for(path))
+        dead.open()
+        for t in trades:
+            dead.append(t.row, t.postings)
+        dead.close()
+        await write_trades(db, trades[:1])
+
+        writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+        await writer.start()
+        try:
+            assert await _committed(db, [t.row.id for t in trades]) == 3
+            charged = sum(t.cost.charge for t in trades)
+            assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged  # the first, once
+            assert await check_ledger(db) == []
+            assert _log_bytes(path) == b""
+        finally:
+            await writer.close()
+    finally:
+        await db.close()
+
+
+async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "df.db")
+    db = await open_database(f"sqlite:///{path}")
+    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+    store = MemoryStateStore()
+    try:
+        await writer.start()
+        buyer, seller, key_id = await _market(db)
+        await seed_now(store, AccountSeed(buyer, FUNDS, month_of(NOW), {key_id: 0}))
+        t = make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW)
+        adm = await store.admit(
+            AdmissionRequest(
+                request_id=t.row.id,
+                account_id=buyer,
+                key_id=key_id,
+                listing_id="listing-a",
+                hold_micros=t.row.hold_micros,
+                key_budget_micros=None,
+                listing_rpm_cap=None,
+                listing_concurrency_cap=None,
+                now_ms=NOW,
+            )
+        )
+        assert adm.ok
+        # What the data plane does: log the trade, then count the charge in the store.
+        await writer.settle(t.row, t.postings)
+        await store.settle(t.row.id, t.cost.charge)
+        # The re-seed reads the store's marks, then (after the flush) the database, then SETs.
+        await reseed_all(store, db, {buyer: [key_id]}, NOW, before_read=writer.flush)
+        view = await store.account_view(buyer)
+        assert view is not None and view.available_micros == FUNDS - t.cost.charge
+    finally:
+        await writer.close()
+        await store.close()
+        await db.close()

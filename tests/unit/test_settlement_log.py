@@ -1,0 +1,147 @@
+"""The settlement log file: records round-trip, an unfinished last record is dropped, a second owner is
+refused, and a write the disk cannot finish leaves no partial record behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dragonfly.domain.ledger import Posting
+from dragonfly.storage.sql.repos.trades import TradeRow
+from dragonfly.storage.sql.settlement_log import LogInUse, SettlementLog, decode, encode
+
+
+def _row(tid: str, cost: int = 300) -> TradeRow:
+    return TradeRow(
+        id=tid,
+        buyer_account_id="buyer-1",
+        key_id="key-1",
+        model="m/one",
+        upstream_model="one",
+        listing_id="listing-1",
+        seller_account_id="seller-1",
+        provider="custom",
+        streamed=1,
+        status="completed",
+        finish_reason="stop",
+        error_code=None,
+        latency_ms=12,
+        ttft_ms=3,
+        tokens_prompt=10,
+        tokens_completion=20,
+        tokens_cached=0,
+        native_tokens_prompt=None,
+        native_tokens_completion=None,
+        counted_tokens_completion=20,
+        usage_audit="ok",
+        hold_micros=1000,
+        cost_micros=cost,
+        seller_payout_micros=255,
+        platform_fee_micros=45,
+        attempts='[{"listing_id": "listing-1", "status": "ok"}]',
+        created_at=1_780_000_000_000,
+        settled_at=1_780_000_000_012,
+    )
+
+
+POSTINGS = [Posting("buyer:buyer-1", -300), Posting("seller:seller-1", 255), Posting("platform:fees", 45)]
+
+
+def test_record_round_trips_and_is_one_line() -> None:
+    line = encode(_row("t-1"), POSTINGS)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    trade, postings = decode(line)
+    assert trade == _row("t-1") and postings == POSTINGS
+
+
+def test_a_record_from_another_trade_shape_is_refused() -> None:
+    with pytest.raises(ValueError):
+        decode(b'{"v": 1, "trade": {"id": "x"}, "postings": []}')
+    with pytest.raises(ValueError):
+        decode(encode(_row("t-1"), POSTINGS).replace(b'"v":1', b'"v":2'))
+
+
+def test_reopen_returns_entries_in_order_and_drops_an_unfinished_last_record(tmp_path: Path) -> None:
+    path = str(tmp_path / "db-settlements")
+    log = SettlementLog(path)
+    assert log.open() == []
+    log.append(_row("t-1"), POSTINGS)
+    log.append(_row("t-2", cost=0), [])
+    log.close()
+    with open(path, "ab") as f:  # a process that died inside its write
+        f.write(encode(_row("t-3"), POSTINGS)[:40])
+    again = SettlementLog(path)
+    entries = again.open()
+    assert [t.id for t, _ in entries] == ["t-1", "t-2"]
+    assert entries[0][1] == POSTINGS and entries[1][1] == []
+    again.append(_row("t-4"), POSTINGS)  # lands after the cut, not glued to the torn bytes
+    again.close()
+    assert [t.id for t, _ in SettlementLog(path).open()] == ["t-1", "t-2", "t-4"]
+
+
+def test_reset_empties_the_log(tmp_path: Path) -> None:
+    log = SettlementLog(str(tmp_path / "db-settlements"))
+    log.open()
+    log.append(_row("t-1"), POSTINGS)
+    assert log.size > 0
+    log.reset()
+    assert log.size == 0
+    log.append(_row("t-2"), POSTINGS)
+    log.close()
+    assert [t.id for t, _ in SettlementLog(log.path).open()] == ["t-2"]
+
+
+def test_unreadable_record_is_kept_and_never_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "db-settlements"
+    path.write_bytes(encode(_row("t-1"), POSTINGS) + b'{"v": 9}\n')
+    log = SettlementLog(str(path))
+    assert [t.id for t, _ in log.open()] == ["t-1"]
+    assert log.unreadable
+    log.reset()
+    log.close()
+    assert b'{"v": 9}' in path.read_bytes()
+
+
+def test_second_owner_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    path = str(tmp_path / "db-settlements")
+    first = SettlementLog(path)
+    first.open()
+    with pytest.raises(LogInUse):
+        SettlementLog(path).open()
+    first.close()
+    SettlementLog(path).open()
+
+
+def test_a_write_the_disk_cannot_finish_raises_and_leaves_no_partial_record(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes the kernel cut writes short at a size, as a full disk would (own process:
+    # the limit must not reach pytest).
+    path = tmp_path / "db-settlements"
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        sys.path[:0] = {sys.path!r}
+        from tests.unit.test_settlement_log import POSTINGS, _row
+        from dragonfly.storage.sql.settlement_log import SettlementLog, encode
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        one = len(encode(_row("t-0"), POSTINGS))
+        log = SettlementLog({str(path)!r})
+        log.open()
+        log.append(_row("t-0"), POSTINGS)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (one + one // 2, one + one // 2))
+        try:
+            log.append(_row("t-1"), POSTINGS)
+        except OSError as exc:
+            print("refused", type(exc).__name__)
+        log.close()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused"), out.stdout
+    log = SettlementLog(str(path))
+    assert [t.id for t, _ in log.open()] == ["t-0"]
+    assert path.stat().st_size == len(encode(_row("t-0"), POSTINGS))
