@@ -31,11 +31,18 @@ def cli(dragonfly_ref: str | None) -> None:
 
 @cli.command()
 @click.option("--targets", default=",".join(ALL_TARGETS), show_default=True, help="Comma-separated.")
-@click.option("--scenarios", default="chat,stream,embed", show_default=True)
+@click.option("--scenarios", default="chat,stream,stream-paced,embed", show_default=True)
 @click.option("--duration", type=float, default=10.0, show_default=True, help="Seconds per load run.")
 @click.option("--rounds", type=int, default=2, show_default=True, help="Interleaved rounds per target.")
 @click.option("--users", type=int, default=64, show_default=True, help="Connections, chat and embed.")
 @click.option("--stream-users", type=int, default=16, show_default=True, help="Connections, stream.")
+@click.option(
+    "--stream-rate",
+    type=float,
+    default=400.0,
+    show_default=True,
+    help="Streams/s in all for stream-paced (Poisson arrivals over the stream connections).",
+)
 @click.option("--probe-count", type=int, default=2000, show_default=True, help="Concurrency-1 requests.")
 @click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
 def run(
@@ -45,6 +52,7 @@ def run(
     rounds: int,
     users: int,
     stream_users: int,
+    stream_rate: float,
     probe_count: int,
     out: Path,
 ) -> None:
@@ -56,6 +64,7 @@ def run(
         rounds=max(1, min(rounds, 10)),
         users=users,
         stream_users=stream_users,
+        stream_rate=stream_rate,
         probe_count=probe_count,
         out_dir=out,
     )

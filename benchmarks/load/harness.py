@@ -32,8 +32,15 @@ RESULTS = services.REPO / "benchmarks" / "results"
 SCENARIOS: dict[str, tuple[str, str, str]] = {
     "chat": ("chat", "chat", "chat"),
     "stream": ("stream", "chat", "chat_stream"),
+    # The same streams below saturation: Poisson arrivals at a fixed total rate (`--stream-rate`), so the
+    # added TTFT is what the hop adds to a stream, not the queue in front of a saturated worker.
+    "stream-paced": ("stream", "chat", "chat_stream"),
     "embed": ("embed", "embed", "embed"),
 }
+
+
+def is_stream(scenario: str) -> bool:
+    return SCENARIOS[scenario][0] == "stream"
 
 
 @dataclass
@@ -100,7 +107,7 @@ class LoadRun:
             "rss_peak_mib": self.rss_peak / 2**20,
             "rss_start_mib": self.rss_start / 2**20,
         }
-        if self.scenario == "stream":
+        if is_stream(self.scenario):
             out |= {
                 "ttft_p50_ms": pct("chat_stream ttft", 50),
                 "ttft_p99_ms": pct("chat_stream ttft", 99),
@@ -290,6 +297,7 @@ class RunConfig:
     rounds: int
     users: int
     stream_users: int
+    stream_rate: float
     probe_count: int
     out_dir: Path
 
@@ -338,13 +346,18 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     try:
         started, skipped, owned = _start_targets(cfg, log_dir, seller)
         notes = {t.name: t.notes for t in started if t.notes}
-        # Unloaded latency at concurrency 1 (raw socket, µs), interleaved: one pass per target, twice.
+        # Unloaded latency at concurrency 1 (raw socket, µs), interleaved: one pass per target, twice;
+        # non-streamed (whole response), then streamed (time to the first `data:` byte).
         probes: dict[str, list[ProbeResult]] = {}
+        stream_probes: dict[str, list[ProbeResult]] = {}
         for _ in range(2):
             for t in started:
                 try:
                     probes.setdefault(t.name, []).append(
                         probe(t.origin, t.api_key, t.models["chat"], count=cfg.probe_count)
+                    )
+                    stream_probes.setdefault(t.name, []).append(
+                        probe(t.origin, t.api_key, t.models["chat"], count=cfg.probe_count, stream=True)
                     )
                 except OSError as exc:
                     notes.setdefault(t.name, []).append(f"probe failed: {exc}")
@@ -358,7 +371,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                     print(f"  {t.name}/{scenario}: not served ({why[:120]})", flush=True)
         for rnd in range(cfg.rounds):
             for scenario in cfg.scenarios:
-                users = cfg.stream_users if scenario == "stream" else cfg.users
+                users = cfg.stream_users if is_stream(scenario) else cfg.users
+                rate = cfg.stream_rate / users if scenario == "stream-paced" else 0.0
                 for t in started:
                     if (t.name, scenario) in unsupported:
                         continue
@@ -370,6 +384,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                         duration_s=cfg.duration_s,
                         out_dir=out_dir,
                         tag=tag,
+                        rate=rate,
                         seller_roots=[] if t is seller else seller.roots,
                     )
                     s = r.summary()
@@ -392,6 +407,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             "unsupported": {f"{k[0]}/{k[1]}": v for k, v in unsupported.items()},
             "notes": notes,
             "probe": {name: _merge_probes(ps) for name, ps in probes.items()},
+            "stream_probe": {name: _merge_probes(ps) for name, ps in stream_probes.items()},
             "results": [r.summary() for r in runs.values()],
         }
         _add_ratios(result)
@@ -438,15 +454,16 @@ def _add_ratios(result: dict[str, Any]) -> None:
                 r[f"cpu_x_{ref}"] = r["cpu_us_per_req"] / base["cpu_us_per_req"]
             if base["rps"]:
                 r[f"rps_x_{ref}"] = r["rps"] / base["rps"]
-    direct = result["probe"].get("direct")
-    if direct:
-        for p in result["probe"].values():
-            p["added_p50_us"] = p["p50_us"] - direct["p50_us"]
-            p["added_p99_us"] = p["p99_us"] - direct["p99_us"]
+    for kind in ("probe", "stream_probe"):
+        direct = result.get(kind, {}).get("direct")
+        if direct:
+            for p in result[kind].values():
+                p["added_p50_us"] = p["p50_us"] - direct["p50_us"]
+                p["added_p99_us"] = p["p99_us"] - direct["p99_us"]
     # Added TTFT at the stream concurrency, vs direct in the same run.
     for r in result["results"]:
         base = by.get(("direct", r["scenario"]))
-        if r["scenario"] == "stream" and base is not None:
+        if is_stream(r["scenario"]) and base is not None:
             r["added_ttft_p50_ms"] = r["ttft_p50_ms"] - base["ttft_p50_ms"]
             r["added_ttft_p99_ms"] = r["ttft_p99_ms"] - base["ttft_p99_ms"]
 
@@ -481,12 +498,30 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"| {name} | {_f(p['p50_us'], 0)} | {_f(p['p99_us'], 0)} | {_f(p.get('added_p50_us'), 0)} "
             f"| {_f(p.get('added_p99_us'), 0)} |"
         )
-    for scenario in ("chat", "stream", "embed"):
+    if result.get("stream_probe"):
+        lines += [
+            "",
+            "Unloaded, concurrency 1, raw socket, streamed chat: time to the first `data:` byte (µs):",
+            "",
+            "| target | TTFT p50 | TTFT p99 | added p50 vs direct | added p99 vs direct |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, p in result["stream_probe"].items():
+            lines.append(
+                f"| {name} | {_f(p['p50_us'], 0)} | {_f(p['p99_us'], 0)} | {_f(p.get('added_p50_us'), 0)} "
+                f"| {_f(p.get('added_p99_us'), 0)} |"
+            )
+    for scenario in SCENARIOS:
         rows = [r for r in result["results"] if r["scenario"] == scenario]
         if not rows:
             continue
-        lines += ["", f"**{scenario}** ({rows[0]['users']} users):", ""]
-        if scenario == "stream":
+        paced = f", Poisson arrivals at {_f(result['config']['stream_rate'], 0)} streams/s in all"
+        lines += [
+            "",
+            f"**{scenario}** ({rows[0]['users']} users{paced if scenario == 'stream-paced' else ''}):",
+            "",
+        ]
+        if is_stream(scenario):
             lines += [
                 "| target | RPS | TTFT p50 ms | TTFT p99 ms | added TTFT p50 ms | total p50 ms "
                 "| total p99 ms | CPU µs/stream | × nginx | × direct | seller CPU µs | peak RSS MiB "

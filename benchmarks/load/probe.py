@@ -1,5 +1,6 @@
 """Unloaded latency at concurrency 1 over one keep-alive socket, measured in microseconds (Locust rounds
-its percentiles to whole milliseconds, too coarse for a sub-millisecond hop)."""
+its percentiles to whole milliseconds, too coarse for a sub-millisecond hop). Non-streamed: the whole
+response. Streamed (`stream=True`): time to the first `data:` byte of the body (TTFT)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def _request(host: str, port: int, path: str, api_key: str, body: bytes) -> byte
     return head.encode() + body
 
 
-def _read_response(sock: socket.socket, buf: bytearray) -> int:
-    """Read one HTTP/1.1 response (content-length or chunked); returns the status. `buf` keeps extra."""
+def _read_response(sock: socket.socket, buf: bytearray, first_data: list[int] | None = None) -> int:
+    """Read one HTTP/1.1 response (content-length or chunked); returns the status. `buf` keeps extra.
+    With `first_data`, appends the perf_counter_ns at which the body's first `data:` arrived."""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -42,6 +44,13 @@ def _read_response(sock: socket.socket, buf: bytearray) -> int:
     status = int(head.split(b" ", 2)[1])
     del buf[:end]
     if b"transfer-encoding: chunked" in head:
+        if first_data is not None:
+            while b"data:" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("server closed the connection")
+                buf += chunk
+            first_data.append(time.perf_counter_ns())
         while not buf.endswith(b"0\r\n\r\n"):
             chunk = sock.recv(65536)
             if not chunk:
@@ -70,11 +79,14 @@ def probe(
     count: int = 2000,
     warmup: int = 200,
     max_s: float = 8.0,
+    stream: bool = False,
 ) -> ProbeResult:
-    """`count` sequential non-streamed chat completions (after `warmup`), bounded by `max_s` seconds."""
+    """`count` sequential chat completions (after `warmup`), bounded by `max_s` seconds; streamed ones
+    are timed to their first `data:` byte."""
     hostport = origin.split("://", 1)[1]
     host, port = hostport.rsplit(":", 1)
-    body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 16})
+    payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 16}
+    body = orjson.dumps(payload | {"stream": True} if stream else payload)
     req = _request(host, int(port), "/v1/chat/completions", api_key, body)
     samples: list[float] = []
     errors = 0
@@ -86,10 +98,11 @@ def probe(
         for i in range(warmup + count):
             if time.monotonic() > deadline:
                 break
+            first: list[int] | None = [] if stream else None
             t0 = time.perf_counter_ns()
             sock.sendall(req)
-            status = _read_response(sock, buf)
-            dt = (time.perf_counter_ns() - t0) / 1000
+            status = _read_response(sock, buf, first)
+            dt = ((first[0] if first else time.perf_counter_ns()) - t0) / 1000
             if status != 200:
                 errors += 1
             elif i >= warmup:
