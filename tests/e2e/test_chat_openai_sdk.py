@@ -194,3 +194,27 @@ def test_large_prompt_is_served_and_oversized_body_refused(market: Market) -> No
     )
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "request_too_large" and too_big.headers["x-request-id"]
+
+
+def test_usage_and_balance_read_right_after_a_response_include_it(market: Market) -> None:
+    # On the embedded default a trade reaches the database a few ms after its response (the settlement
+    # log is the durable point); the management API behind the gateway must still show it at once.
+    token = requests.post(
+        f"{market.origin}/api/auth/login",
+        json={"email": "buyer@e2e.test", "password": "buyer-password-1"},
+        timeout=10,
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    start = requests.get(f"{market.origin}/api/billing/balance", headers=auth, timeout=10).json()
+    sdk = client(market)
+    spent = Decimal(0)
+    for n in range(1, 6):
+        raw = sdk.chat.completions.with_raw_response.create(model="demo/echo-1", messages=MESSAGES)
+        raw.parse()
+        usage = requests.get(f"{market.origin}/api/usage", headers=auth, timeout=10)
+        assert usage.status_code == 200, usage.text
+        assert usage.json()["requests"] == n
+        balance = requests.get(f"{market.origin}/api/billing/balance", headers=auth, timeout=10).json()
+        spent = Decimal(start["balance_usd"]) - Decimal(balance["balance_usd"])
+        assert spent == Decimal(usage.json()["cost_usd"]) > 0
+    assert spent > 0
