@@ -3,13 +3,14 @@ are committed exactly once after a crash, and readers that flush see every one o
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from support.ledger_seed import make_trade, new_account, new_buyer_key, write_trades
 
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import buyer_cash
-from dragonfly.gateway.settlement import SettlementWriter
+from dragonfly.gateway.settlement import MAX_BATCH, SettlementWriter
 from dragonfly.services.credits import credit_account
 from dragonfly.services.ledger_check import check_ledger
 from dragonfly.storage.ports import Database
@@ -128,4 +129,32 @@ async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_data
     finally:
         await writer.close()
         await store.close()
+        await db.close()
+
+
+async def test_a_burst_larger_than_a_batch_commits_in_the_background(tmp_path: Path) -> None:
+    path = str(tmp_path / "df.db")
+    db = await open_database(f"sqlite:///{path}")
+    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+    try:
+        await writer.start()
+        buyer, seller, key_id = await _market(db)
+        trades = [
+            make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i, prompt=10, completion=5)
+            for i in range(MAX_BATCH + 44)
+        ]
+        for t in trades:
+            await writer.settle(t.row, t.postings)
+        assert writer.uncommitted == len(trades)
+        # No flush: the writer gets there by itself, a batch at a time.
+        for _ in range(1000):
+            if not writer.uncommitted:
+                break
+            await asyncio.sleep(0.01)
+        assert writer.uncommitted == 0 and writer.batches >= 2
+        assert await _committed(db, [t.row.id for t in trades]) == len(trades)
+        charged = sum(t.cost.charge for t in trades)
+        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
+    finally:
+        await writer.close()
         await db.close()

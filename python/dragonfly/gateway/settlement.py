@@ -117,6 +117,8 @@ class SettlementWriter:
             self._appended += 1
             if len(self._backlog) == 1:
                 self._wake.set()
+            elif len(self._backlog) >= MAX_BATCH and self._nap is not None:
+                _wake_up(self._nap)  # a full batch need not wait
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(trade, postings, fut))
@@ -179,7 +181,7 @@ class SettlementWriter:
             self._wake.clear()
             if not self._backlog:
                 continue
-            if not self._hurry:
+            if not self._hurry and len(self._backlog) < MAX_BATCH:
                 # Nobody waits for this commit: let the batch fill for a few ms (a flush cuts it short).
                 loop = asyncio.get_running_loop()
                 self._nap = nap = loop.create_future()
@@ -189,18 +191,17 @@ class SettlementWriter:
                 finally:
                     timer.cancel()
                     self._nap = None
-            while self._backlog:
-                self._hurry = False
-                self._wake.clear()
-                n = min(len(self._backlog), MAX_BATCH)
-                batch = [self._backlog[i] for i in range(n)]
-                await self._commit(batch)
-                for _ in range(n):
-                    self._backlog.popleft()
-                self._finished += n
-                self._wake_flushers()
-            if not self._stuck and self._log.size > RESET_BYTES:
-                self._log.reset()  # everything in it is committed (the loop never yielded since)
+            self._hurry = False
+            n = min(len(self._backlog), MAX_BATCH)
+            await self._commit([self._backlog[i] for i in range(n)])
+            for _ in range(n):
+                self._backlog.popleft()
+            self._finished += n
+            self._wake_flushers()
+            if self._backlog:
+                self._wake.set()  # more arrived while committing: gather the next batch the same way
+            elif not self._stuck and self._log.size > RESET_BYTES:
+                self._log.reset()  # everything in it is committed (nothing ran since the check)
 
     async def _commit(self, batch: list[Entry]) -> None:
         """Commit a batch, retrying while the database refuses it; then trade by trade, setting aside
