@@ -69,12 +69,11 @@ async def stream_once(host: str, port: int, request: bytes, out: list[Any]) -> N
     transport: asyncio.Transport | None = None
     reader: _StreamReader | None = None
     try:
-        transport, reader = await asyncio.wait_for(
-            loop.create_connection(lambda: _StreamReader(loop), host, port), 30
-        )
-        transport.write(request)
-        kind, err = await asyncio.wait_for(asyncio.shield(reader.done), 120)
-        out.append((kind, t0, reader.first, time.monotonic(), err))
+        tr, rd = await asyncio.wait_for(loop.create_connection(lambda: _StreamReader(loop), host, port), 30)
+        transport, reader = tr, rd
+        tr.write(request)
+        kind, err = await asyncio.wait_for(asyncio.shield(rd.done), 120)
+        out.append((kind, t0, rd.first, time.monotonic(), err))
     except asyncio.CancelledError:
         out.append(("dropped", t0, reader.first if reader else None, time.monotonic(), None))
         raise

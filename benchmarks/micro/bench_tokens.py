@@ -35,7 +35,7 @@ def offline_tiktoken(name: str) -> tiktoken.Encoding:
     assert hashlib.sha256(raw).hexdigest() == SHA256[name], name
     ranks = {base64.b64decode(t): int(r) for t, r in (line.split() for line in raw.splitlines())}
     orig = openai_public.load_tiktoken_bpe
-    openai_public.load_tiktoken_bpe = lambda *_a, **_k: ranks  # type: ignore[assignment]
+    openai_public.load_tiktoken_bpe = lambda *_a, **_k: ranks
     try:
         p = getattr(openai_public, name)()
     finally:

@@ -4,17 +4,21 @@ are committed exactly once after a crash, and readers that flush see every one o
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
+import pytest
 from support.ledger_seed import make_trade, new_account, new_buyer_key, write_trades
 
 from dragonfly.domain.calendar import month_of
-from dragonfly.domain.ledger import buyer_cash
+from dragonfly.domain.ledger import Posting, buyer_cash
+from dragonfly.gateway import settlement
 from dragonfly.gateway.settlement import MAX_BATCH, SettlementWriter
 from dragonfly.services.credits import credit_account
 from dragonfly.services.ledger_check import check_ledger
-from dragonfly.storage.ports import Database
+from dragonfly.storage.ports import Database, DatabaseUnavailable
 from dragonfly.storage.sql import open_database
+from dragonfly.storage.sql import sqlite as sqlite_driver
 from dragonfly.storage.sql.repos import ledger
 from dragonfly.storage.sql.settlement_log import SettlementLog, log_path_for
 from dragonfly.storage.state.memory import MemoryStateStore
@@ -157,4 +161,67 @@ async def test_a_burst_larger_than_a_batch_commits_in_the_background(tmp_path: P
         assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
     finally:
         await writer.close()
+        await db.close()
+
+
+async def test_a_locked_database_delays_commits_and_loses_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds the write lock for longer than the driver waits for it.
+    monkeypatch.setattr(sqlite_driver, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(settlement, "MAX_UNCOMMITTED", 3)
+    path = str(tmp_path / "df.db")
+    db = await open_database(f"sqlite:///{path}")
+    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        await writer.start()
+        buyer, seller, key_id = await _market(db)
+        trades = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(4)]
+        blocker.execute("BEGIN IMMEDIATE")
+        for t in trades[:3]:
+            await writer.settle(t.row, t.postings)
+        assert not await writer.flush(timeout_s=0.5)  # a reader gives up waiting and reads what is there
+        assert writer.uncommitted == 3 and writer.stuck == 0
+        # Past MAX_UNCOMMITTED the next trade is refused before it is logged: it costs nothing.
+        with pytest.raises(DatabaseUnavailable):
+            await writer.settle(trades[3].row, trades[3].postings)
+        assert _log_bytes(path).count(b"\n") == 3
+        blocker.execute("COMMIT")
+        assert await writer.flush(timeout_s=10)
+        assert writer.uncommitted == 0 and writer.stuck == 0
+        assert await _committed(db, [t.row.id for t in trades]) == 3
+        charged = sum(t.cost.charge for t in trades[:3])
+        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
+    finally:
+        blocker.close()
+        await writer.close()
+        await db.close()
+
+
+async def test_a_trade_the_database_refuses_is_kept_aside_and_the_rest_commit(tmp_path: Path) -> None:
+    path = str(tmp_path / "df.db")
+    db = await open_database(f"sqlite:///{path}")
+    try:
+        buyer, seller, key_id = await _market(db)
+        good = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(2)]
+        poison = make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + 5)
+        unbalanced = [Posting(buyer_cash(buyer), -5)]  # a journal that does not sum to zero
+        for _attempt in range(2):  # the second time: the next start meets the same record again
+            writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+            await writer.start()
+            if _attempt == 0:
+                await writer.settle(good[0].row, good[0].postings)
+                await writer.settle(poison.row, unbalanced)
+                await writer.settle(good[1].row, good[1].postings)
+                assert await writer.flush()
+            assert writer.stuck == 1 and writer.uncommitted == 0
+            await writer.close()
+            assert await _committed(db, [t.row.id for t in good]) == 2
+            assert await _committed(db, [poison.row.id]) == 0
+            assert poison.row.id.encode() in _log_bytes(path)  # kept for the next start
+        charged = sum(t.cost.charge for t in good)
+        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
+        assert await check_ledger(db) == []
+    finally:
         await db.close()

@@ -20,6 +20,7 @@ from dragonfly.errors import (
     InsufficientBalance,
     InvalidRequest,
     RateLimited,
+    ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -247,10 +248,11 @@ class Inference:
         self.failpoints.hit("before_commit")
         try:
             await rt.settler.settle(trade.row(status, usage, cost, error_code), trade.postings(cost))
-        except Exception:
+        except Exception as exc:
             # Not durably recorded: release the hold and charge nothing rather than guess.
             await rt.state.settle(trade.request_id, 0)
-            raise
+            log.error("trade not recorded: %s", type(exc).__name__)
+            raise ServiceUnavailable("The trade could not be recorded; you were not charged.") from None
         self.failpoints.hit("after_commit")
         await rt.state.settle(trade.request_id, cost.charge)
 

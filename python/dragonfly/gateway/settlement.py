@@ -9,8 +9,9 @@ Two durable points, chosen by the runtime:
   appends the trade to `SettlementLog` — durable against a crash once written — and returns at once;
   this writer commits the log's trades to the database in the background, in batches of up to
   `MAX_BATCH` gathered over `BATCH_WAIT_S`. Readers that must see every trade (receipts, re-seeding the
-  state store, the control plane behind the gateway) call `flush()` first. A trade the database refuses
-  stays in the log and is tried again at the next start.
+  state store, the control plane behind the gateway) call `flush()` first. While the database is down or
+  locked the writer keeps trying (up to `MAX_UNCOMMITTED` trades wait; past that `settle` refuses); a
+  trade the database refuses for what it is stays in the log and is tried again at the next start.
 
 A trade and its journal commit together; both are idempotent by request id, so a replay is harmless.
 """
@@ -18,12 +19,14 @@ A trade and its journal commit together; both are idempotent by request id, so a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import sqlite3
 from collections import deque
 from dataclasses import dataclass
 
 from dragonfly.domain.ledger import Posting
-from dragonfly.storage.ports import Database
+from dragonfly.storage.ports import Database, DatabaseUnavailable
 from dragonfly.storage.sql.repos import trades
 from dragonfly.storage.sql.repos.settlement import settle_batch
 from dragonfly.storage.sql.settlement_log import Entry, SettlementLog
@@ -34,8 +37,11 @@ MAX_BATCH = 256
 # Log mode: how long the first trade of a batch waits for company. Nobody waits on the commit, so a
 # longer wait only means bigger (cheaper per trade) batches and fewer interruptions of the event loop.
 BATCH_WAIT_S = 0.005
-# Log mode: a batch the database refuses is retried after these pauses, then split to find the culprit.
+# Log mode: pauses between tries while the database is down or locked (the last one repeats).
 RETRY_PAUSES_S = (0.05, 0.25, 1.0)
+# Log mode: past this many trades waiting for the database, `settle` refuses (the request fails and
+# costs nothing, as when the database itself is the durable point) rather than grow without bound.
+MAX_UNCOMMITTED = 50_000
 # Log mode: the longest a reader waits in `flush` before it reads what is committed.
 FLUSH_TIMEOUT_S = 2.0
 # Log mode: the log is emptied when everything in it is committed and it has grown past this.
@@ -52,6 +58,11 @@ class _Pending:
 def _wake_up(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure the database may recover from (locked, disk I/O, unreachable), not one of the trade."""
+    return isinstance(exc, (sqlite3.OperationalError, DatabaseUnavailable, OSError))
 
 
 def _kinds(results: list[BaseException | None]) -> str:
@@ -112,6 +123,8 @@ class SettlementWriter:
     async def settle(self, trade: trades.TradeRow, postings: list[Posting]) -> None:
         """Returns once the trade is durable (committed, or in the settlement log); raises if it is not."""
         if self._log is not None:
+            if len(self._backlog) >= MAX_UNCOMMITTED:
+                raise DatabaseUnavailable("settlement backlog full: the database is not taking writes")
             self._log.append(trade, postings)
             self._backlog.append((trade, postings))
             self._appended += 1
@@ -204,24 +217,12 @@ class SettlementWriter:
                 self._log.reset()  # everything in it is committed (nothing ran since the check)
 
     async def _commit(self, batch: list[Entry]) -> None:
-        """Commit a batch, retrying while the database refuses it; then trade by trade, setting aside
-        (in the log, for the next start) any trade it still refuses."""
-        for pause in (*RETRY_PAUSES_S, None):
-            try:
-                results = await settle_batch(self._db, batch)
-            except Exception as exc:
-                if pause is not None:
-                    kind = type(exc).__name__
-                    log.warning("settlement: batch of %d not committed (%s); retrying", len(batch), kind)
-                    await asyncio.sleep(pause)
-                    continue
-                results = []
-                for entry in batch:
-                    try:
-                        results.extend(await settle_batch(self._db, [entry]))
-                    except Exception as one:
-                        results.append(one)
-            break
+        """Commit a batch, waiting out a database that is down or locked; a trade the database refuses
+        for what it is (a poison record) is found by committing the batch trade by trade, and set aside
+        in the log for the next start while the others commit."""
+        results = await self._attempt(batch)
+        if len(batch) > 1 and any(r is not None for r in results):
+            results = [(await self._attempt([entry]))[0] for entry in batch]
         self.batches += 1
         self.trades += len(batch)
         failed = sum(1 for r in results if r is not None)
@@ -233,6 +234,25 @@ class SettlementWriter:
                 len(batch),
                 _kinds(results),
             )
+
+    async def _attempt(self, batch: list[Entry]) -> list[BaseException | None]:
+        """`settle_batch` until no trade failed for a reason that may pass (idempotent, so a retry after
+        a partial commit is harmless)."""
+        for n in itertools.count():
+            try:
+                results = await settle_batch(self._db, batch)
+            except Exception as exc:
+                results = [exc] * len(batch)
+            passing = [r for r in results if r is not None and _transient(r)]
+            if not passing:
+                return results
+            if n in (0, 10) or n % 100 == 0:
+                kind = type(passing[0]).__name__
+                log.warning(
+                    "settlement: %d trades wait for the database (%s, try %d)", len(batch), kind, n + 1
+                )
+            await asyncio.sleep(RETRY_PAUSES_S[min(n, len(RETRY_PAUSES_S) - 1)])
+        raise AssertionError("unreachable")
 
     def _wake_flushers(self) -> None:
         done = self._finished
