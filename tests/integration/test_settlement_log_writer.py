@@ -20,7 +20,7 @@ from dragonfly.storage.ports import Database, DatabaseUnavailable
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql import sqlite as sqlite_driver
 from dragonfly.storage.sql.repos import ledger
-from dragonfly.storage.sql.settlement_log import SettlementLog, log_path_for
+from dragonfly.storage.sql.settlement_log import SettlementLog, encode, log_path_for, refused_path_for
 from dragonfly.storage.state.memory import MemoryStateStore
 from dragonfly.storage.state.ports import AccountSeed, AdmissionRequest, seed_now
 from dragonfly.storage.state.seeding import reseed_all
@@ -37,9 +37,13 @@ async def _market(db: Database) -> tuple[str, str, str]:
     return buyer, seller, key_id
 
 
-def _log_bytes(db_path: str) -> bytes:
-    with open(log_path_for(db_path), "rb") as f:  # a few hundred bytes: no need to leave the loop
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:  # a few hundred bytes: no need to leave the loop
         return f.read()
+
+
+def _log_bytes(db_path: str) -> bytes:
+    return _read(log_path_for(db_path))
 
 
 async def _committed(db: Database, ids: list[str]) -> int:
@@ -182,14 +186,14 @@ async def test_a_locked_database_delays_commits_and_loses_none(
         for t in trades[:3]:
             await writer.settle(t.row, t.postings)
         assert not await writer.flush(timeout_s=0.5)  # a reader gives up waiting and reads what is there
-        assert writer.uncommitted == 3 and writer.stuck == 0
+        assert writer.uncommitted == 3 and writer.refused == 0
         # Past MAX_UNCOMMITTED the next trade is refused before it is logged: it costs nothing.
         with pytest.raises(DatabaseUnavailable):
             await writer.settle(trades[3].row, trades[3].postings)
         assert _log_bytes(path).count(b"\n") == 3
         blocker.execute("COMMIT")
         assert await writer.flush(timeout_s=10)
-        assert writer.uncommitted == 0 and writer.stuck == 0
+        assert writer.uncommitted == 0 and writer.refused == 0
         assert await _committed(db, [t.row.id for t in trades]) == 3
         charged = sum(t.cost.charge for t in trades[:3])
         assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
@@ -199,7 +203,7 @@ async def test_a_locked_database_delays_commits_and_loses_none(
         await db.close()
 
 
-async def test_a_trade_the_database_refuses_is_kept_aside_and_the_rest_commit(tmp_path: Path) -> None:
+async def test_a_trade_the_database_refuses_is_set_aside_and_the_rest_commit(tmp_path: Path) -> None:
     path = str(tmp_path / "df.db")
     db = await open_database(f"sqlite:///{path}")
     try:
@@ -207,19 +211,19 @@ async def test_a_trade_the_database_refuses_is_kept_aside_and_the_rest_commit(tm
         good = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(2)]
         poison = make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + 5)
         unbalanced = [Posting(buyer_cash(buyer), -5)]  # a journal that does not sum to zero
-        for _attempt in range(2):  # the second time: the next start meets the same record again
-            writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
-            await writer.start()
-            if _attempt == 0:
-                await writer.settle(good[0].row, good[0].postings)
-                await writer.settle(poison.row, unbalanced)
-                await writer.settle(good[1].row, good[1].postings)
-                assert await writer.flush()
-            assert writer.stuck == 1 and writer.uncommitted == 0
-            await writer.close()
-            assert await _committed(db, [t.row.id for t in good]) == 2
-            assert await _committed(db, [poison.row.id]) == 0
-            assert poison.row.id.encode() in _log_bytes(path)  # kept for the next start
+        writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+        await writer.start()
+        await writer.settle(good[0].row, good[0].postings)
+        await writer.settle(poison.row, unbalanced)
+        await writer.settle(good[1].row, good[1].postings)
+        assert await writer.flush()
+        assert writer.refused == 1 and writer.uncommitted == 0
+        await writer.close()
+        assert await _committed(db, [t.row.id for t in good]) == 2
+        assert await _committed(db, [poison.row.id]) == 0
+        # The refused record sits, unchanged, in the refused file; the log itself is empty again.
+        assert _read(refused_path_for(log_path_for(path))) == encode(poison.row, unbalanced)
+        assert _log_bytes(path) == b""
         charged = sum(t.cost.charge for t in good)
         assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
         assert await check_ledger(db) == []

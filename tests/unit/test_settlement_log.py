@@ -12,7 +12,7 @@ import pytest
 
 from dragonfly.domain.ledger import Posting
 from dragonfly.storage.sql.repos.trades import TradeRow
-from dragonfly.storage.sql.settlement_log import LogInUse, SettlementLog, decode, encode
+from dragonfly.storage.sql.settlement_log import LogInUse, SettlementLog, decode, encode, refused_path_for
 
 
 def _row(tid: str, cost: int = 300) -> TradeRow:
@@ -95,13 +95,26 @@ def test_reset_empties_the_log(tmp_path: Path) -> None:
     assert [t.id for t, _ in SettlementLog(log.path).open()] == ["t-2"]
 
 
-def test_unreadable_record_is_kept_and_never_truncated(tmp_path: Path) -> None:
+def test_unreadable_record_is_set_aside_unchanged_and_the_log_can_be_emptied(tmp_path: Path) -> None:
     path = tmp_path / "db-settlements"
+    odd = b'{"v": 9, "trade": {}}'
+    path.write_bytes(encode(_row("t-1"), POSTINGS) + odd + b"\n")
+    log = SettlementLog(str(path))
+    assert [t.id for t, _ in log.open()] == ["t-1"]
+    assert Path(refused_path_for(str(path))).read_bytes() == odd + b"\n"
+    log.reset()
+    log.close()
+    assert path.read_bytes() == b""
+
+
+def test_a_record_that_cannot_be_set_aside_pins_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "db-settlements"
+    Path(refused_path_for(str(path))).mkdir()  # the refused file cannot be written
     path.write_bytes(encode(_row("t-1"), POSTINGS) + b'{"v": 9}\n')
     log = SettlementLog(str(path))
     assert [t.id for t, _ in log.open()] == ["t-1"]
-    assert log.unreadable
-    log.reset()
+    assert log.pinned
+    log.reset()  # refused: the unreadable record has nowhere else to live
     log.close()
     assert b'{"v": 9}' in path.read_bytes()
 

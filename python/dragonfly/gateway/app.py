@@ -75,7 +75,7 @@ class GatewayApp:
                 "batches": settler.batches,
                 "trades": settler.trades,
                 "uncommitted": settler.uncommitted,
-                "stuck": settler.stuck,
+                "refused": settler.refused,
             },
         }
         send_json(proto, 200, body, request_id)

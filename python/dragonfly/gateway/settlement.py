@@ -11,7 +11,7 @@ Two durable points, chosen by the runtime:
   `MAX_BATCH` gathered over `BATCH_WAIT_S`. Readers that must see every trade (receipts, re-seeding the
   state store, the control plane behind the gateway) call `flush()` first. While the database is down or
   locked the writer keeps trying (up to `MAX_UNCOMMITTED` trades wait; past that `settle` refuses); a
-  trade the database refuses for what it is stays in the log and is tried again at the next start.
+  trade the database refuses for what it is moves to the log's refused file for a person to look at.
 
 A trade and its journal commit together; both are idempotent by request id, so a replay is harmless.
 """
@@ -29,7 +29,7 @@ from dragonfly.domain.ledger import Posting
 from dragonfly.storage.ports import Database, DatabaseUnavailable
 from dragonfly.storage.sql.repos import trades
 from dragonfly.storage.sql.repos.settlement import settle_batch
-from dragonfly.storage.sql.settlement_log import Entry, SettlementLog
+from dragonfly.storage.sql.settlement_log import Entry, SettlementLog, refused_path_for
 
 log = logging.getLogger("dragonfly.gateway.settlement")
 
@@ -78,8 +78,8 @@ class SettlementWriter:
         # Log mode: trades appended and not yet committed, numbered by `_appended`.
         self._backlog: deque[Entry] = deque()
         self._appended = 0
-        self._finished = 0  # every trade numbered up to here is committed (or set aside as stuck)
-        self._stuck = 0  # refused by the database: kept in the log for the next start
+        self._finished = 0  # every trade numbered up to here is committed (or set aside as refused)
+        self._refused = 0  # refused by the database for what they are: moved to the refused file
         self._wake = asyncio.Event()  # the backlog is no longer empty
         self._hurry = False  # a reader is waiting: commit now
         self._nap: asyncio.Future[None] | None = None  # the batch's gathering time, cut short by a flush
@@ -98,9 +98,9 @@ class SettlementWriter:
         return len(self._backlog)
 
     @property
-    def stuck(self) -> int:
-        """Log mode: trades the database refused, kept in the log for the next start."""
-        return self._stuck
+    def refused(self) -> int:
+        """Log mode: trades the database refused for what they are, set aside in the refused file."""
+        return self._refused
 
     async def start(self) -> None:
         """Log mode: commit what a previous process left in the log, before anything reads the books."""
@@ -116,9 +116,10 @@ class SettlementWriter:
         assert self._log is not None
         for i in range(0, len(left), MAX_BATCH):
             await self._commit(left[i : i + MAX_BATCH])
-        log.warning("settlement log: %d trades left by a previous process committed", len(left) - self._stuck)
-        if not self._stuck:
-            self._log.reset()
+        log.warning(
+            "settlement log: %d trades left by a previous process committed", len(left) - self._refused
+        )
+        self._log.reset()
 
     async def settle(self, trade: trades.TradeRow, postings: list[Posting]) -> None:
         """Returns once the trade is durable (committed, or in the settlement log); raises if it is not."""
@@ -213,7 +214,7 @@ class SettlementWriter:
             self._wake_flushers()
             if self._backlog:
                 self._wake.set()  # more arrived while committing: gather the next batch the same way
-            elif not self._stuck and self._log.size > RESET_BYTES:
+            elif self._log.size > RESET_BYTES:
                 self._log.reset()  # everything in it is committed (nothing ran since the check)
 
     async def _commit(self, batch: list[Entry]) -> None:
@@ -225,14 +226,18 @@ class SettlementWriter:
             results = [(await self._attempt([entry]))[0] for entry in batch]
         self.batches += 1
         self.trades += len(batch)
-        failed = sum(1 for r in results if r is not None)
+        failed = [entry for entry, r in zip(batch, results, strict=True) if r is not None]
         if failed:
-            self._stuck += failed
+            assert self._log is not None
+            self._refused += len(failed)
+            for trade, postings in failed:
+                self._log.set_aside_entry(trade, postings)
             log.error(
-                "settlement: %d of %d trades refused by the database (%s); kept in the settlement log",
-                failed,
+                "settlement: %d of %d trades refused by the database (%s); set aside in %s",
+                len(failed),
                 len(batch),
                 _kinds(results),
+                refused_path_for(self._log.path),
             )
 
     async def _attempt(self, batch: list[Entry]) -> list[BaseException | None]:
@@ -278,6 +283,6 @@ class SettlementWriter:
             except asyncio.CancelledError:
                 pass
         if self._log is not None:
-            if not self._backlog and not self._stuck:
+            if not self._backlog:
                 self._log.reset()
             self._log.close()

@@ -12,6 +12,10 @@ never finished (the process died inside it, so the buyer never got the response)
 
 Only one process may own a log: an exclusive `flock` is taken at open, and a second data-plane worker on
 the same data directory is refused at start.
+
+A record the database refuses for itself, or one this version cannot read, is moved (fsync'd) to
+`<log>-refused`, unchanged, for a person to look at (putting a line back into the log replays it at the
+next start); the log itself can then be emptied as usual.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ def log_path_for(sqlite_path: str) -> str:
     return sqlite_path + "-settlements"
 
 
+def refused_path_for(log_path: str) -> str:
+    return log_path + "-refused"
+
+
 def encode(trade: TradeRow, postings: list[Posting]) -> bytes:
     record = {"v": VERSION, "trade": trade, "postings": [(p.account, p.amount) for p in postings]}
     return orjson.dumps(record) + b"\n"
@@ -62,7 +70,7 @@ class SettlementLog:
         self.path = path
         self._fd = -1
         self._size = 0
-        self.unreadable = False  # some record could not be read: never truncate, keep it for a person
+        self.pinned = False  # a record could not be set aside: never empty the log, keep it for a person
 
     def open(self) -> list[Entry]:
         """Take the log (exclusively) and return the entries it still holds, oldest first."""
@@ -85,10 +93,8 @@ class SettlementLog:
             try:
                 entries.append(decode(line))
             except (ValueError, KeyError, TypeError) as exc:
-                # Kept in the file (nothing truncates it while entries are unreadable): an operator can
-                # look at it; the rest still commit.
-                log.error("settlement log: record %d unreadable: %s", n, type(exc).__name__)
-                self.unreadable = True
+                log.error("settlement log: record %d unreadable (%s): set aside", n, type(exc).__name__)
+                self.set_aside(line + b"\n")
         if end < len(data):
             os.ftruncate(fd, end)
         self._size = end
@@ -117,9 +123,30 @@ class SettlementLog:
         except OSError as exc:
             log.error("settlement log: could not remove a partial record: %s", type(exc).__name__)
 
+    def set_aside(self, line: bytes) -> None:
+        """Move one record out of the way for good: appended to the refused file and fsync'd. If that
+        fails the log is pinned (never emptied), so the record is still not lost."""
+        path = refused_path_for(self.path)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError("short write")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.pinned = True
+            log.error(
+                "settlement log: could not set a record aside (%s); the log is kept whole", type(exc).__name__
+            )
+
+    def set_aside_entry(self, trade: TradeRow, postings: list[Posting]) -> None:
+        self.set_aside(encode(trade, postings))
+
     def reset(self) -> None:
-        """Empty the log: call only when every entry in it is committed to the database."""
-        if self.unreadable:
+        """Empty the log: call only when every entry in it is committed to the database or set aside."""
+        if self.pinned:
             return
         os.ftruncate(self._fd, 0)
         self._size = 0
