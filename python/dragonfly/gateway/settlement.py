@@ -219,8 +219,8 @@ class SettlementWriter:
 
     async def _commit(self, batch: list[Entry]) -> None:
         """Commit a batch, waiting out a database that is down or locked; a trade the database refuses
-        for what it is (a poison record) is found by committing the batch trade by trade, and set aside
-        in the log for the next start while the others commit."""
+        for what it is (a poison record) is found by committing the batch trade by trade, and moved to
+        the log's refused file while the others commit."""
         results = await self._attempt(batch)
         if len(batch) > 1 and any(r is not None for r in results):
             results = [(await self._attempt([entry]))[0] for entry in batch]
