@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.ledger_seed import make_trade, new_account, new_buyer_key, write_trades
+from support.ledger_seed import Trade, make_trade, new_account, new_buyer_key, write_trades
 
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import Posting, buyer_cash
@@ -44,6 +46,33 @@ def _read(path: str) -> bytes:
 
 def _log_bytes(db_path: str) -> bytes:
     return _read(log_path_for(db_path))
+
+
+@dataclass
+class Books:
+    path: str  # the SQLite file; its settlement log is beside it
+    db: Database
+    writer: SettlementWriter
+    buyer: str
+    seller: str
+    key_id: str
+
+    def trade(self, at_ms: int, **kw: int) -> Trade:
+        return make_trade(buyer=self.buyer, seller=self.seller, key_id=self.key_id, at_ms=at_ms, **kw)
+
+
+@pytest.fixture
+async def books(tmp_path: Path) -> AsyncIterator[Books]:
+    """A SQLite database with a funded buyer, and a started writer whose durable point is the log."""
+    path = str(tmp_path / "df.db")
+    db = await open_database(f"sqlite:///{path}")
+    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+    try:
+        await writer.start()
+        yield Books(path, db, writer, *await _market(db))
+    finally:
+        await writer.close()
+        await db.close()
 
 
 async def _committed(db: Database, ids: list[str]) -> int:
@@ -103,21 +132,16 @@ async def test_trades_left_in_the_log_are_committed_once_at_start(tmp_path: Path
         await db.close()
 
 
-async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_database(tmp_path: Path) -> None:
-    path = str(tmp_path / "df.db")
-    db = await open_database(f"sqlite:///{path}")
-    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_database(books: Books) -> None:
     store = MemoryStateStore()
     try:
-        await writer.start()
-        buyer, seller, key_id = await _market(db)
-        await seed_now(store, AccountSeed(buyer, FUNDS, month_of(NOW), {key_id: 0}))
-        t = make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW)
+        await seed_now(store, AccountSeed(books.buyer, FUNDS, month_of(NOW), {books.key_id: 0}))
+        t = books.trade(NOW)
         adm = await store.admit(
             AdmissionRequest(
                 request_id=t.row.id,
-                account_id=buyer,
-                key_id=key_id,
+                account_id=books.buyer,
+                key_id=books.key_id,
                 listing_id="listing-a",
                 hold_micros=t.row.hold_micros,
                 key_budget_micros=None,
@@ -128,60 +152,43 @@ async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_data
         )
         assert adm.ok
         # What the data plane does: log the trade, then count the charge in the store.
-        await writer.settle(t.row, t.postings)
+        await books.writer.settle(t.row, t.postings)
         await store.settle(t.row.id, t.cost.charge)
         # The re-seed reads the store's marks, then (after the flush) the database, then SETs.
-        await reseed_all(store, db, {buyer: [key_id]}, NOW, before_read=writer.flush)
-        view = await store.account_view(buyer)
+        await reseed_all(store, books.db, {books.buyer: [books.key_id]}, NOW, before_read=books.writer.flush)
+        view = await store.account_view(books.buyer)
         assert view is not None and view.available_micros == FUNDS - t.cost.charge
     finally:
-        await writer.close()
         await store.close()
-        await db.close()
 
 
-async def test_a_burst_larger_than_a_batch_commits_in_the_background(tmp_path: Path) -> None:
-    path = str(tmp_path / "df.db")
-    db = await open_database(f"sqlite:///{path}")
-    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
-    try:
-        await writer.start()
-        buyer, seller, key_id = await _market(db)
-        trades = [
-            make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i, prompt=10, completion=5)
-            for i in range(MAX_BATCH + 44)
-        ]
-        for t in trades:
-            await writer.settle(t.row, t.postings)
-        assert writer.uncommitted == len(trades)
-        # No flush: the writer gets there by itself, a batch at a time.
-        for _ in range(1000):
-            if not writer.uncommitted:
-                break
-            await asyncio.sleep(0.01)
-        assert writer.uncommitted == 0 and writer.batches >= 2
-        assert await _committed(db, [t.row.id for t in trades]) == len(trades)
-        charged = sum(t.cost.charge for t in trades)
-        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
-    finally:
-        await writer.close()
-        await db.close()
+async def test_a_burst_larger_than_a_batch_commits_in_the_background(books: Books) -> None:
+    writer = books.writer
+    trades = [books.trade(NOW + i, prompt=10, completion=5) for i in range(MAX_BATCH + 44)]
+    for t in trades:
+        await writer.settle(t.row, t.postings)
+    assert writer.uncommitted == len(trades)
+    # No flush: the writer gets there by itself, a batch at a time.
+    for _ in range(1000):
+        if not writer.uncommitted:
+            break
+        await asyncio.sleep(0.01)
+    assert writer.uncommitted == 0 and writer.batches >= 2
+    assert await _committed(books.db, [t.row.id for t in trades]) == len(trades)
+    charged = sum(t.cost.charge for t in trades)
+    assert await ledger.balance(books.db, buyer_cash(books.buyer)) == FUNDS - charged
 
 
 async def test_a_locked_database_delays_commits_and_loses_none(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    books: Books, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another process holds the write lock for longer than the driver waits for it.
     monkeypatch.setattr(sqlite_driver, "BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr(settlement, "MAX_UNCOMMITTED", 3)
-    path = str(tmp_path / "df.db")
-    db = await open_database(f"sqlite:///{path}")
-    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
-    blocker = sqlite3.connect(path, isolation_level=None)
+    db, writer = books.db, books.writer
+    trades = [books.trade(NOW + i) for i in range(4)]
+    blocker = sqlite3.connect(books.path, isolation_level=None)
     try:
-        await writer.start()
-        buyer, seller, key_id = await _market(db)
-        trades = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(4)]
         blocker.execute("BEGIN IMMEDIATE")
         for t in trades[:3]:
             await writer.settle(t.row, t.postings)
@@ -190,17 +197,15 @@ async def test_a_locked_database_delays_commits_and_loses_none(
         # Past MAX_UNCOMMITTED the next trade is refused before it is logged: it costs nothing.
         with pytest.raises(DatabaseUnavailable):
             await writer.settle(trades[3].row, trades[3].postings)
-        assert _log_bytes(path).count(b"\n") == 3
+        assert _log_bytes(books.path).count(b"\n") == 3
         blocker.execute("COMMIT")
         assert await writer.flush(timeout_s=10)
         assert writer.uncommitted == 0 and writer.refused == 0
         assert await _committed(db, [t.row.id for t in trades]) == 3
         charged = sum(t.cost.charge for t in trades[:3])
-        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
+        assert await ledger.balance(db, buyer_cash(books.buyer)) == FUNDS - charged
     finally:
         blocker.close()
-        await writer.close()
-        await db.close()
 
 
 async def test_a_trade_the_database_refuses_is_set_aside_and_the_rest_commit(tmp_path: Path) -> None:

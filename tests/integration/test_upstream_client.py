@@ -110,6 +110,15 @@ def ok(body: bytes, extra: bytes = b"") -> Reply:
     ]
 
 
+async def fetch(client: UpstreamClient, s: Scripted) -> bytes:
+    """One non-streamed request to `s`: its whole body, the connection handed back."""
+    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
+    try:
+        return await resp.read(1 << 20)
+    finally:
+        resp.release()
+
+
 def url(s: Scripted, path: str = "/v1/chat/completions") -> str:
     return f"http://127.0.0.1:{s.port}{path}"
 
@@ -139,9 +148,7 @@ async def test_chunked_body_split_into_tiny_pieces_with_extensions_and_trailers(
     resp = await client.post(url(s), "k", b"{}", accept_sse=True)
     assert await resp.read(1 << 20) == b"hello world"
     resp.release()
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"next"
-    resp.release()
+    assert await fetch(client, s) == b"next"
     assert s.accepts == 1
 
 
@@ -177,9 +184,7 @@ async def test_piped_stream_hands_each_piece_to_the_sink_and_keeps_the_connectio
     assert len(got) >= 3  # delivered as they came
     assert resp.done
     resp.release()
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"next"
-    resp.release()
+    assert await fetch(client, s) == b"next"
     assert s.accepts == 1  # the piped response left the connection reusable
 
 
@@ -198,9 +203,7 @@ async def test_terminator_after_done_is_drained_and_the_connection_reused(script
     s = await scripted(_done_then(0.05, b"0\r\n\r\n"), ok(b"next"))
     await _relay_to_done(client, s)
     await asyncio.sleep(0.15)  # the terminator came and was read in the background
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"next"
-    resp.release()
+    assert await fetch(client, s) == b"next"
     assert s.accepts == 1
 
 
@@ -210,9 +213,7 @@ async def test_a_body_that_does_not_end_after_done_is_closed(scripted, client, m
     await _relay_to_done(client, s)
     await asyncio.sleep(0.2)
     s.replies = [ok(b"next")]
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"next"
-    resp.release()
+    assert await fetch(client, s) == b"next"
     assert s.accepts == 2
 
 
@@ -221,9 +222,7 @@ async def test_a_body_that_goes_on_after_done_is_closed(scripted, client) -> Non
     s = await scripted(_done_then(*more, b"0\r\n\r\n"), ok(b"next"))
     await _relay_to_done(client, s)
     await asyncio.sleep(0.2)
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"next"
-    resp.release()
+    assert await fetch(client, s) == b"next"
     assert s.accepts == 2
 
 
@@ -295,12 +294,8 @@ async def test_piped_gzip_and_until_close_bodies(scripted, client) -> None:
 
 async def test_connection_close_and_body_until_close(scripted, client) -> None:
     s = await scripted([b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-", b"close", None], ok(b"again"))
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"until-close"
-    resp.release()
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"again"
-    resp.release()
+    assert await fetch(client, s) == b"until-close"
+    assert await fetch(client, s) == b"again"
     assert s.accepts == 2  # a closed connection is never reused
 
 
@@ -308,9 +303,7 @@ async def test_gzip_body_is_decoded(scripted, client) -> None:
     payload = b'{"choices":[]}' * 50
     packed = gzip.compress(payload)
     s = await scripted(ok(packed, b"content-encoding: gzip\r\n"))
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == payload
-    resp.release()
+    assert await fetch(client, s) == payload
 
 
 async def test_interim_100_continue_is_skipped(scripted, client) -> None:
@@ -360,14 +353,10 @@ async def test_no_answer_at_all_times_out(scripted) -> None:
 async def test_seller_closing_a_kept_alive_connection_is_retried_on_a_fresh_one(scripted, client) -> None:
     # The first connection answers once and closes without saying so (as an idle timeout would).
     s = await scripted([*ok(b"one"), None])
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"one"
-    resp.release()
+    assert await fetch(client, s) == b"one"
     await asyncio.sleep(0.05)
     s.replies = [ok(b"two")]
-    resp = await client.post(url(s), "k", b"{}", accept_sse=False)
-    assert await resp.read(1 << 20) == b"two"
-    resp.release()
+    assert await fetch(client, s) == b"two"
     assert s.accepts == 2
 
 

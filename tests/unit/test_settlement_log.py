@@ -6,49 +6,22 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.ledger_seed import make_trade
 
-from dragonfly.domain.ledger import Posting
 from dragonfly.storage.sql.repos.trades import TradeRow
 from dragonfly.storage.sql.settlement_log import LogInUse, SettlementLog, decode, encode, refused_path_for
 
-
-def _row(tid: str, cost: int = 300) -> TradeRow:
-    return TradeRow(
-        id=tid,
-        buyer_account_id="buyer-1",
-        key_id="key-1",
-        model="m/one",
-        upstream_model="one",
-        listing_id="listing-1",
-        seller_account_id="seller-1",
-        provider="custom",
-        streamed=1,
-        status="completed",
-        finish_reason="stop",
-        error_code=None,
-        latency_ms=12,
-        ttft_ms=3,
-        tokens_prompt=10,
-        tokens_completion=20,
-        tokens_cached=0,
-        native_tokens_prompt=None,
-        native_tokens_completion=None,
-        counted_tokens_completion=20,
-        usage_audit="ok",
-        hold_micros=1000,
-        cost_micros=cost,
-        seller_payout_micros=255,
-        platform_fee_micros=45,
-        attempts='[{"listing_id": "listing-1", "status": "ok"}]',
-        created_at=1_780_000_000_000,
-        settled_at=1_780_000_000_012,
-    )
+# One completed trade as the data plane settles it (the shared test builder), re-numbered per test.
+_TRADE = make_trade(buyer="buyer-1", seller="seller-1", key_id="key-1", at_ms=1_780_000_000_000)
+POSTINGS = _TRADE.postings
 
 
-POSTINGS = [Posting("buyer:buyer-1", -300), Posting("seller:seller-1", 255), Posting("platform:fees", 45)]
+def _row(tid: str) -> TradeRow:
+    return replace(_TRADE.row, id=tid)
 
 
 def test_record_round_trips_and_is_one_line() -> None:
@@ -70,7 +43,7 @@ def test_reopen_returns_entries_in_order_and_drops_an_unfinished_last_record(tmp
     log = SettlementLog(path)
     assert log.open() == []
     log.append(_row("t-1"), POSTINGS)
-    log.append(_row("t-2", cost=0), [])
+    log.append(_row("t-2"), [])
     log.close()
     with open(path, "ab") as f:  # a process that died inside its write
         f.write(encode(_row("t-3"), POSTINGS)[:40])
