@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from dragonfly.domain.ledger import Posting
+from dragonfly.logsampling import worth_logging
 from dragonfly.storage.ports import Database, DatabaseUnavailable
 from dragonfly.storage.sql.repos import trades
 from dragonfly.storage.sql.repos.settlement import settle_batch
@@ -251,7 +252,7 @@ class SettlementWriter:
             passing = [r for r in results if r is not None and _transient(r)]
             if not passing:
                 return results
-            if n in (0, 10) or n % 100 == 0:
+            if worth_logging(n + 1):
                 kind = type(passing[0]).__name__
                 log.warning(
                     "settlement: %d trades wait for the database (%s, try %d)", len(batch), kind, n + 1

@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dragonfly.logsampling import worth_logging
 from dragonfly.storage.ports import Dialect, Executor, Row, UniqueViolation
 
 T = TypeVar("T")
@@ -160,7 +161,7 @@ class SqliteDatabase(_SqliteExecutor):
                         await loop.run_in_executor(pool, checkpoint)
                     except sqlite3.Error as exc:  # e.g. a disk I/O error: try again next time
                         failures += 1
-                        if failures in (1, 10) or failures % 100 == 0:
+                        if worth_logging(failures):
                             log.warning("checkpoint failed (%d so far): %s", failures, type(exc).__name__)
                         continue
                     last = stamp
