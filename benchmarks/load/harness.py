@@ -315,6 +315,8 @@ def _start_targets(
                 started.append(seller)
             elif name == "nginx":
                 started.append(targets.start_nginx(log_dir, seller))
+            elif name == "relay":
+                started.append(targets.start_bare_relay(log_dir, seller))
             elif name == "embedded":
                 started.append(targets.start_embedded(log_dir, seller))
             elif name == "pg-redis":

@@ -203,10 +203,12 @@ def main(
                 started.append(seller)
             elif name == "nginx":
                 started.append(targets.start_nginx(log_dir, seller))
+            elif name == "relay":
+                started.append(targets.start_bare_relay(log_dir, seller))
             elif name == "embedded":
                 started.append(targets.start_embedded(log_dir, seller))
             else:
-                raise SystemExit(f"streams: unsupported target {name} (direct, nginx, embedded)")
+                raise SystemExit(f"streams: unsupported target {name} (direct, nginx, relay, embedded)")
         for t in started:
             print(
                 f"  {t.name}: {n} streams × {chunks} chunks at {chunk_delay_s * 1000:.0f} ms, "

@@ -2,6 +2,7 @@
 
 direct     the fake seller itself (Granian RSGI, canned answers)
 nginx      nginx (Debian package) as a plain reverse proxy in front of it, access log off
+relay      Granian RSGI + Dragonfly's seller client, no gateway logic (`bare_relay.py`): the stack's floor
 embedded   `dragonfly serve --no-demo` on a seeded SQLite market (in-process state)
 pg-redis   `dragonfly serve --no-demo` on PostgreSQL with DRAGONFLY_REDIS_URL set
 litellm    LiteLLM's proxy in its own virtualenv (cache dir), no database, config pointing at the seller
@@ -46,7 +47,7 @@ SELLER_KEY = "demo-provider-key"
 LITELLM_KEY = "sk-bench-litellm-master"
 CACHE = Path(os.environ.get("DRAGONFLY_BENCH_CACHE", Path.home() / ".cache" / "dragonfly-bench"))
 LITELLM_VENV = CACHE / "litellm-venv"
-ALL_TARGETS = ("direct", "nginx", "embedded", "pg-redis", "litellm")
+ALL_TARGETS = ("direct", "nginx", "relay", "embedded", "pg-redis", "litellm")
 
 
 @dataclass
@@ -80,7 +81,17 @@ def start_fake_seller(
         "FAKE_SELLER_CHUNK_DELAY_S": str(chunk_delay_s),
         "PYTHONPATH": str(services.REPO),
     }
-    argv = [
+    argv = granian_argv(port, workers, "benchmarks.load.fake_seller:create_app")
+    proc = services.start(name, argv, log_dir, env=env, ready_port=port, timeout_s=30)
+    t = Target("direct", f"http://127.0.0.1:{port}", SELLER_KEY, {"chat": "echo-1", "embed": "echo-1"}, [])
+    t.roots, t.procs = [proc.pid], [proc]
+    t.extra["port"] = port
+    return t
+
+
+def granian_argv(port: int, workers: int, app: str) -> list[str]:
+    """One Granian RSGI server on loopback, flags as the gateway's (`dragonfly serve`)."""
+    return [
         sys.executable,
         "-m",
         "granian",
@@ -99,13 +110,18 @@ def start_fake_seller(
         "--log-level",
         "warning",
         "--no-access-log",
-        "benchmarks.load.fake_seller:create_app",
+        app,
     ]
-    proc = services.start(name, argv, log_dir, env=env, ready_port=port, timeout_s=30)
-    t = Target("direct", f"http://127.0.0.1:{port}", SELLER_KEY, {"chat": "echo-1", "embed": "echo-1"}, [])
-    t.roots, t.procs = [proc.pid], [proc]
-    t.extra["port"] = port
-    return t
+
+
+def start_bare_relay(log_dir: Path, seller: Target) -> Target:
+    port = free_port()
+    env = dragonfly_env(
+        {"BARE_RELAY_UPSTREAM": f"{seller.origin}/v1", "BARE_RELAY_KEY": SELLER_KEY, "PYTHONPATH": ""}
+    )
+    argv = granian_argv(port, 1, "benchmarks.load.bare_relay:create_app")
+    proc = services.start("relay", argv, log_dir, env=env, ready_port=port, timeout_s=30)
+    return Target("relay", f"http://127.0.0.1:{port}", SELLER_KEY, dict(seller.models), [proc.pid], [proc])
 
 
 def start_nginx(log_dir: Path, seller: Target) -> Target:
