@@ -239,6 +239,22 @@ class SqliteDatabase(_SqliteExecutor):
                 raise
             c.execute("COMMIT")
 
+        async def _run_inline(c: sqlite3.Connection) -> None:
+            # The same, with a turn of the event loop before every statement after BEGIN: requests that
+            # arrived meanwhile take their step between them instead of waiting behind the whole batch
+            # (its COMMIT alone writes a WAL frame per touched page). No other statement can use the
+            # connection in between: the lock is held.
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in translated:
+                    await asyncio.sleep(0)
+                    c.executemany(sql, rows)
+                await asyncio.sleep(0)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
         async with self._lock:
             conn = self._conn
             if conn is None:
@@ -249,7 +265,7 @@ class SqliteDatabase(_SqliteExecutor):
             # the thread, which may.
             conn.execute("PRAGMA busy_timeout=0")
             try:
-                _run(conn)
+                await _run_inline(conn)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
