@@ -11,11 +11,20 @@ import click
 from dragonfly.config import Settings
 from dragonfly.domain.money import cents_to_micros, usd
 from dragonfly.errors import ServiceUnavailable
+from dragonfly.ids import iso
 from dragonfly.services.accounts import create_account
 from dragonfly.services.credits import credit_account
 from dragonfly.services.ledger_check import Counts, Violation, check_ledger, counts
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
+from dragonfly.storage.sql.connect import sqlite_path
+from dragonfly.storage.sql.settlement_log import (
+    LogInUse,
+    SettlementLog,
+    log_path_for,
+    read_refused,
+    refused_path_for,
+)
 
 T = TypeVar("T")
 
@@ -101,3 +110,49 @@ def check_ledger_cmd(state: bool) -> None:
         click.echo(f"ledger check failed: {len(violations)} violation(s)", err=True)
         raise SystemExit(1)
     click.echo(f"ledger ok: {seen.journals} journals, {seen.entries} entries, {seen.trades} trades checked")
+
+
+@admin.command("refused-trades")
+@click.option(
+    "--requeue",
+    is_flag=True,
+    help="Put them back into the settlement log (stop the gateway first); its next start commits them.",
+)
+def refused_trades(requeue: bool) -> None:
+    """List the trades the database refused (set aside beside the settlement log, embedded default)."""
+    settings = Settings.from_env()
+    url = settings.database_url
+    path = sqlite_path(url) if url.startswith("sqlite:") else ":memory:"
+    if path == ":memory:":
+        raise click.ClickException("there is a settlement log only on the embedded default (a SQLite file)")
+    log_path = log_path_for(path)
+    refused = read_refused(log_path)
+    unreadable = 0
+    for line_no, entry in refused:
+        if entry is None:
+            unreadable += 1
+            click.echo(f"line {line_no}: not readable by this version (left for a person)")
+            continue
+        trade, _ = entry
+        click.echo(
+            f"{trade.id}  buyer {trade.buyer_account_id}  {trade.status}  "
+            f"charge {usd(trade.cost_micros)} USD  at {iso(trade.created_at)}"
+        )
+    if not refused:
+        click.echo("no refused trades")
+        return
+    click.echo(f"{len(refused)} refused record(s) in {refused_path_for(log_path)}, {unreadable} unreadable")
+    if not requeue:
+        return
+    log = SettlementLog(log_path)
+    try:
+        log.open()
+    except LogInUse:
+        raise click.ClickException(
+            "the gateway is running and owns the settlement log: stop it, then requeue"
+        ) from None
+    try:
+        moved, left = log.requeue_refused()
+    finally:
+        log.close()
+    click.echo(f"requeued {moved} trade(s): the gateway commits them when it next starts; {left} left")

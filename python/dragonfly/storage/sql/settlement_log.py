@@ -14,8 +14,9 @@ Only one process may own a log: an exclusive `flock` is taken at open, and a sec
 the same data directory is refused at start.
 
 A record the database refuses for itself, or one this version cannot read, is moved (fsync'd) to
-`<log>-refused`, unchanged, for a person to look at (putting a line back into the log replays it at the
-next start); the log itself can then be emptied as usual.
+`<log>-refused`, unchanged, for a person to look at (`dragonfly admin refused-trades` lists them and, with
+the gateway stopped, `--requeue` puts them back into the log, which replays them at the next start); the
+log itself can then be emptied as usual.
 """
 
 from __future__ import annotations
@@ -63,6 +64,31 @@ def decode(line: bytes) -> Entry:
     if set(raw) != _TRADE_FIELDS:
         raise ValueError("settlement log record does not match this version's trade columns")
     return TradeRow(**raw), [Posting(str(a), int(m)) for a, m in record["postings"]]
+
+
+def read_refused(log_path: str) -> list[tuple[int, Entry | None]]:
+    """The refused file beside a log, as (line number, entry) — entry None for a record this version cannot
+    read (or a last line cut short). Empty when there is no file."""
+    try:
+        with open(refused_path_for(log_path), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    out: list[tuple[int, Entry | None]] = []
+    for n, line in enumerate(data.splitlines(keepends=True), 1):
+        if not line.strip():
+            continue
+        out.append((n, _decoded(line)))
+    return out
+
+
+def _decoded(line: bytes) -> Entry | None:
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        return decode(line)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class SettlementLog:
@@ -143,6 +169,43 @@ class SettlementLog:
 
     def set_aside_entry(self, trade: TradeRow, postings: list[Posting]) -> None:
         self.set_aside(encode(trade, postings))
+
+    def requeue_refused(self) -> tuple[int, int]:
+        """Move the refused file's readable records back into this log (open, so no gateway owns it), where
+        the next start commits them — or sets them aside again if the database still refuses them. Records
+        this version cannot read stay in the refused file. Returns (requeued, left).
+
+        Crash-safe by order: the records are in the log (fsync'd) before they leave the refused file; a
+        crash in between leaves them in both, and committing a trade twice is a no-op."""
+        path = refused_path_for(self.path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return 0, 0
+        good: list[bytes] = []
+        bad: list[bytes] = []
+        for line in data.splitlines(keepends=True):
+            if line.strip():
+                (good if _decoded(line) is not None else bad).append(line)
+        if good:
+            blob = b"".join(good)
+            written = os.write(self._fd, blob)
+            if written != len(blob):
+                self._cut()
+                raise OSError(f"settlement log: short write ({written} of {len(blob)} bytes)")
+            os.fsync(self._fd)
+            self._size += written
+        if bad:
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(b"".join(bad))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        else:
+            os.unlink(path)
+        return len(good), len(bad)
 
     def reset(self) -> None:
         """Empty the log: call only when every entry in it is committed to the database or set aside."""
