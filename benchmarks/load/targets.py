@@ -116,9 +116,7 @@ def granian_argv(port: int, workers: int, app: str) -> list[str]:
 
 def start_bare_relay(log_dir: Path, seller: Target) -> Target:
     port = free_port()
-    env = dragonfly_env(
-        {"BARE_RELAY_UPSTREAM": f"{seller.origin}/v1", "BARE_RELAY_KEY": SELLER_KEY, "PYTHONPATH": ""}
-    )
+    env = dragonfly_env({"BARE_RELAY_UPSTREAM": f"{seller.origin}/v1", "BARE_RELAY_KEY": SELLER_KEY})
     argv = granian_argv(port, 1, "benchmarks.load.bare_relay:create_app")
     proc = services.start("relay", argv, log_dir, env=env, ready_port=port, timeout_s=30)
     return Target("relay", f"http://127.0.0.1:{port}", SELLER_KEY, dict(seller.models), [proc.pid], [proc])
