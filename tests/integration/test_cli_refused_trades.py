@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from support.ledger_seed import Trade, make_trade, new_account, new_buyer_key
+from support.ledger_seed import Trade, funded_market, make_trade
 
 from dragonfly.cli.admin import admin
 from dragonfly.gateway.settlement import SettlementWriter
-from dragonfly.services.credits import credit_account
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.settlement_log import SettlementLog, encode, log_path_for, refused_path_for
@@ -36,10 +35,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     this version cannot read."""
     path = str(tmp_path / "df.db")
     db = await open_database(f"sqlite:///{path}")
-    buyer = await new_account(db, "buyer")
-    seller = await new_account(db, "seller")
-    key_id = await new_buyer_key(db, buyer)
-    await credit_account(db, account_id=buyer, amount_micros=10_000_000, note="seed")
+    buyer, seller, key_id = await funded_market(db)
     trades = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(2)]
     log_path = log_path_for(path)
     first, second = (encode(t.row, t.postings) for t in trades)

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.ledger_seed import Trade, make_trade, new_account, new_buyer_key, write_trades
+from support.ledger_seed import FUNDS_MICROS, Trade, funded_market, make_trade, write_trades
 
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import Posting, buyer_cash
 from dragonfly.gateway import settlement
 from dragonfly.gateway.settlement import MAX_BATCH, SettlementWriter
-from dragonfly.services.credits import credit_account
 from dragonfly.services.ledger_check import check_ledger
 from dragonfly.storage.ports import Database, DatabaseUnavailable
 from dragonfly.storage.sql import open_database
@@ -28,15 +27,6 @@ from dragonfly.storage.state.ports import AccountSeed, AdmissionRequest, seed_no
 from dragonfly.storage.state.seeding import reseed_all
 
 NOW = 1_780_000_000_000
-FUNDS = 10_000_000
-
-
-async def _market(db: Database) -> tuple[str, str, str]:
-    buyer = await new_account(db, "buyer")
-    seller = await new_account(db, "seller")
-    key_id = await new_buyer_key(db, buyer)
-    await credit_account(db, account_id=buyer, amount_micros=FUNDS, note="seed")
-    return buyer, seller, key_id
 
 
 def _read(path: str) -> bytes:
@@ -49,10 +39,9 @@ def _log_bytes(db_path: str) -> bytes:
 
 
 @dataclass
-class Books:
+class Market:
     path: str  # the SQLite file; its settlement log is beside it
     db: Database
-    writer: SettlementWriter
     buyer: str
     seller: str
     key_id: str
@@ -60,19 +49,35 @@ class Books:
     def trade(self, at_ms: int, **kw: int) -> Trade:
         return make_trade(buyer=self.buyer, seller=self.seller, key_id=self.key_id, at_ms=at_ms, **kw)
 
+    def log(self) -> SettlementLog:
+        return SettlementLog(log_path_for(self.path))
+
+
+@dataclass
+class Books(Market):
+    writer: SettlementWriter
+
 
 @pytest.fixture
-async def books(tmp_path: Path) -> AsyncIterator[Books]:
-    """A SQLite database with a funded buyer, and a started writer whose durable point is the log."""
+async def market(tmp_path: Path) -> AsyncIterator[Market]:
+    """A SQLite database with a funded buyer; no writer yet."""
     path = str(tmp_path / "df.db")
     db = await open_database(f"sqlite:///{path}")
-    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+    try:
+        yield Market(path, db, *await funded_market(db))
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def books(market: Market) -> AsyncIterator[Books]:
+    """The market, and a started writer whose durable point is the log."""
+    writer = SettlementWriter(market.db, market.log())
     try:
         await writer.start()
-        yield Books(path, db, writer, *await _market(db))
+        yield Books(market.path, market.db, market.buyer, market.seller, market.key_id, writer)
     finally:
         await writer.close()
-        await db.close()
 
 
 async def _committed(db: Database, ids: list[str]) -> int:
@@ -80,62 +85,53 @@ async def _committed(db: Database, ids: list[str]) -> int:
     return len({r["id"] for r in rows} & set(ids))
 
 
-async def test_settle_is_durable_in_the_log_and_flush_commits_it(tmp_path: Path) -> None:
-    path = str(tmp_path / "df.db")
-    db = await open_database(f"sqlite:///{path}")
-    writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
+async def test_settle_is_durable_in_the_log_and_flush_commits_it(market: Market) -> None:
+    db, writer = market.db, SettlementWriter(market.db, market.log())
     try:
         await writer.start()
         assert writer.durable_point == "settlement_log"
-        buyer, seller, key_id = await _market(db)
-        trades = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(5)]
+        trades = [market.trade(NOW + i) for i in range(5)]
         for t in trades:
             await writer.settle(t.row, t.postings)
         # Durable before any commit: one line per trade is already in the file.
-        assert _log_bytes(path).count(b"\n") == 5
+        assert _log_bytes(market.path).count(b"\n") == 5
         assert await writer.flush()
         assert await _committed(db, [t.row.id for t in trades]) == 5
         charged = sum(t.cost.charge for t in trades)
-        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
+        assert await ledger.balance(db, buyer_cash(market.buyer)) == FUNDS_MICROS - charged
         assert await check_ledger(db) == []
     finally:
         await writer.close()
-        await db.close()
-    assert _log_bytes(path) == b""  # everything committed: nothing left to replay
+    assert _log_bytes(market.path) == b""  # everything committed: nothing left to replay
 
 
-async def test_trades_left_in_the_log_are_committed_once_at_start(tmp_path: Path) -> None:
-    path = str(tmp_path / "df.db")
-    db = await open_database(f"sqlite:///{path}")
+async def test_trades_left_in_the_log_are_committed_once_at_start(market: Market) -> None:
+    db = market.db
+    trades = [market.trade(NOW + i) for i in range(3)]
+    # A previous process logged three trades, committed the first, and was killed.
+    dead = market.log()
+    dead.open()
+    for t in trades:
+        dead.append(t.row, t.postings)
+    dead.close()
+    await write_trades(db, trades[:1])
+
+    writer = SettlementWriter(db, market.log())
+    await writer.start()
     try:
-        buyer, seller, key_id = await _market(db)
-        trades = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(3)]
-        # A previous process logged three trades, committed the first, and was killed.
-        dead = SettlementLog(log_path_for(path))
-        dead.open()
-        for t in trades:
-            dead.append(t.row, t.postings)
-        dead.close()
-        await write_trades(db, trades[:1])
-
-        writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
-        await writer.start()
-        try:
-            assert await _committed(db, [t.row.id for t in trades]) == 3
-            charged = sum(t.cost.charge for t in trades)
-            assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged  # the first, once
-            assert await check_ledger(db) == []
-            assert _log_bytes(path) == b""
-        finally:
-            await writer.close()
+        assert await _committed(db, [t.row.id for t in trades]) == 3
+        charged = sum(t.cost.charge for t in trades)
+        assert await ledger.balance(db, buyer_cash(market.buyer)) == FUNDS_MICROS - charged  # the first, once
+        assert await check_ledger(db) == []
+        assert _log_bytes(market.path) == b""
     finally:
-        await db.close()
+        await writer.close()
 
 
 async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_database(books: Books) -> None:
     store = MemoryStateStore()
     try:
-        await seed_now(store, AccountSeed(books.buyer, FUNDS, month_of(NOW), {books.key_id: 0}))
+        await seed_now(store, AccountSeed(books.buyer, FUNDS_MICROS, month_of(NOW), {books.key_id: 0}))
         t = books.trade(NOW)
         adm = await store.admit(
             AdmissionRequest(
@@ -157,7 +153,7 @@ async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_data
         # The re-seed reads the store's marks, then (after the flush) the database, then SETs.
         await reseed_all(store, books.db, {books.buyer: [books.key_id]}, NOW, before_read=books.writer.flush)
         view = await store.account_view(books.buyer)
-        assert view is not None and view.available_micros == FUNDS - t.cost.charge
+        assert view is not None and view.available_micros == FUNDS_MICROS - t.cost.charge
     finally:
         await store.close()
 
@@ -176,7 +172,7 @@ async def test_a_burst_larger_than_a_batch_commits_in_the_background(books: Book
     assert writer.uncommitted == 0 and writer.batches >= 2
     assert await _committed(books.db, [t.row.id for t in trades]) == len(trades)
     charged = sum(t.cost.charge for t in trades)
-    assert await ledger.balance(books.db, buyer_cash(books.buyer)) == FUNDS - charged
+    assert await ledger.balance(books.db, buyer_cash(books.buyer)) == FUNDS_MICROS - charged
 
 
 async def test_a_locked_database_delays_commits_and_loses_none(
@@ -203,34 +199,29 @@ async def test_a_locked_database_delays_commits_and_loses_none(
         assert writer.uncommitted == 0 and writer.refused == 0
         assert await _committed(db, [t.row.id for t in trades]) == 3
         charged = sum(t.cost.charge for t in trades[:3])
-        assert await ledger.balance(db, buyer_cash(books.buyer)) == FUNDS - charged
+        assert await ledger.balance(db, buyer_cash(books.buyer)) == FUNDS_MICROS - charged
     finally:
         blocker.close()
 
 
-async def test_a_trade_the_database_refuses_is_set_aside_and_the_rest_commit(tmp_path: Path) -> None:
-    path = str(tmp_path / "df.db")
-    db = await open_database(f"sqlite:///{path}")
-    try:
-        buyer, seller, key_id = await _market(db)
-        good = [make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + i) for i in range(2)]
-        poison = make_trade(buyer=buyer, seller=seller, key_id=key_id, at_ms=NOW + 5)
-        unbalanced = [Posting(buyer_cash(buyer), -5)]  # a journal that does not sum to zero
-        writer = SettlementWriter(db, SettlementLog(log_path_for(path)))
-        await writer.start()
-        await writer.settle(good[0].row, good[0].postings)
-        await writer.settle(poison.row, unbalanced)
-        await writer.settle(good[1].row, good[1].postings)
-        assert await writer.flush()
-        assert writer.refused == 1 and writer.uncommitted == 0
-        await writer.close()
-        assert await _committed(db, [t.row.id for t in good]) == 2
-        assert await _committed(db, [poison.row.id]) == 0
-        # The refused record sits, unchanged, in the refused file; the log itself is empty again.
-        assert _read(refused_path_for(log_path_for(path))) == encode(poison.row, unbalanced)
-        assert _log_bytes(path) == b""
-        charged = sum(t.cost.charge for t in good)
-        assert await ledger.balance(db, buyer_cash(buyer)) == FUNDS - charged
-        assert await check_ledger(db) == []
-    finally:
-        await db.close()
+async def test_a_trade_the_database_refuses_is_set_aside_and_the_rest_commit(market: Market) -> None:
+    db = market.db
+    good = [market.trade(NOW + i) for i in range(2)]
+    poison = market.trade(NOW + 5)
+    unbalanced = [Posting(buyer_cash(market.buyer), -5)]  # a journal that does not sum to zero
+    writer = SettlementWriter(db, market.log())
+    await writer.start()
+    await writer.settle(good[0].row, good[0].postings)
+    await writer.settle(poison.row, unbalanced)
+    await writer.settle(good[1].row, good[1].postings)
+    assert await writer.flush()
+    assert writer.refused == 1 and writer.uncommitted == 0
+    await writer.close()
+    assert await _committed(db, [t.row.id for t in good]) == 2
+    assert await _committed(db, [poison.row.id]) == 0
+    # The refused record sits, unchanged, in the refused file; the log itself is empty again.
+    assert _read(refused_path_for(log_path_for(market.path))) == encode(poison.row, unbalanced)
+    assert _log_bytes(market.path) == b""
+    charged = sum(t.cost.charge for t in good)
+    assert await ledger.balance(db, buyer_cash(market.buyer)) == FUNDS_MICROS - charged
+    assert await check_ledger(db) == []

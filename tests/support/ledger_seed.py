@@ -137,13 +137,24 @@ async def new_buyer_key(db: Database, account_id: str, budget_cents: int | None 
     return key_id
 
 
+FUNDS_MICROS = 10_000_000  # what a seeded buyer is credited ($10)
+
+
+async def funded_market(
+    db: Database, *, seller: str | None = None, budget_cents: int | None = None
+) -> tuple[str, str, str]:
+    """A buyer credited with FUNDS_MICROS, a buyer key, and a seller: (buyer, seller, key_id)."""
+    buyer = await new_account(db, "buyer")
+    seller_id = seller or await new_account(db, "seller")
+    key_id = await new_buyer_key(db, buyer, budget_cents=budget_cents)
+    await credit_account(db, account_id=buyer, amount_micros=FUNDS_MICROS, note="seed")
+    return buyer, seller_id, key_id
+
+
 async def seed_market(db: Database, *, times_ms: list[int], seller: str | None = None) -> Seeded:
     """A funded buyer ($10) with a $5-budget key, a seller, and one trade at each time (listing a/b
     alternating), plus one failed zero-cost trade."""
-    buyer = await new_account(db, "buyer")
-    seller_id = seller or await new_account(db, "seller")
-    key_id = await new_buyer_key(db, buyer, budget_cents=500)
-    await credit_account(db, account_id=buyer, amount_micros=10_000_000, note="seed")
+    buyer, seller_id, key_id = await funded_market(db, seller=seller, budget_cents=500)
     out = Seeded(buyer=buyer, seller=seller_id, key_id=key_id)
     for i, at in enumerate(times_ms):
         listing, model = ("listing-a", "test/model-a") if i % 2 == 0 else ("listing-b", "test/model-b")
