@@ -17,11 +17,10 @@ from dragonfly.services.credits import credit_account
 from dragonfly.services.ledger_check import Counts, Violation, check_ledger, counts
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
-from dragonfly.storage.sql.connect import sqlite_path
 from dragonfly.storage.sql.settlement_log import (
     LogInUse,
     SettlementLog,
-    log_path_for,
+    log_path_for_url,
     read_refused,
     refused_path_for,
 )
@@ -120,12 +119,9 @@ def check_ledger_cmd(state: bool) -> None:
 )
 def refused_trades(requeue: bool) -> None:
     """List the trades the database refused (set aside beside the settlement log, embedded default)."""
-    settings = Settings.from_env()
-    url = settings.database_url
-    path = sqlite_path(url) if url.startswith("sqlite:") else ":memory:"
-    if path == ":memory:":
+    log_path = log_path_for_url(Settings.from_env().database_url)
+    if log_path is None:
         raise click.ClickException("there is a settlement log only on the embedded default (a SQLite file)")
-    log_path = log_path_for(path)
     refused = read_refused(log_path)
     unreadable = 0
     for line_no, entry in refused:

@@ -19,9 +19,8 @@ from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
-from dragonfly.storage.sql.connect import sqlite_path
 from dragonfly.storage.sql.repos import changes
-from dragonfly.storage.sql.settlement_log import SettlementLog, log_path_for
+from dragonfly.storage.sql.settlement_log import SettlementLog, log_path_for_url
 from dragonfly.storage.state import seeding
 from dragonfly.storage.state.factory import make_state_store
 from dragonfly.storage.state.ports import AccountSeed, StateStore, StateUnavailable
@@ -83,11 +82,10 @@ class Runtime:
         """The embedded default makes a local log its durable point (gateway/settlement.py): one worker
         owns the in-process state store and the database file, so nothing else settles behind its back.
         With Redis, other instances count settlements the re-seed must find in the database."""
-        url = self.settings.database_url
-        if self.settings.redis_url or not url.startswith("sqlite:"):
+        if self.settings.redis_url:
             return None
-        path = sqlite_path(url)
-        return None if path == ":memory:" else SettlementLog(log_path_for(path))
+        path = log_path_for_url(self.settings.database_url)
+        return None if path is None else SettlementLog(path)
 
     async def refresh(self, force: bool = False) -> None:
         seq = await changes.current(self.db)

@@ -29,6 +29,7 @@ from dataclasses import fields
 import orjson
 
 from dragonfly.domain.ledger import Posting
+from dragonfly.storage.sql.connect import sqlite_path
 from dragonfly.storage.sql.repos.trades import TradeRow
 
 log = logging.getLogger("dragonfly.storage.settlement_log")
@@ -45,6 +46,14 @@ class LogInUse(RuntimeError):
 
 def log_path_for(sqlite_path: str) -> str:
     return sqlite_path + "-settlements"
+
+
+def log_path_for_url(database_url: str) -> str | None:
+    """The settlement log beside a SQLite database file; None for PostgreSQL or an in-memory database."""
+    if not database_url.startswith("sqlite:"):
+        return None
+    path = sqlite_path(database_url)
+    return None if path == ":memory:" else log_path_for(path)
 
 
 def refused_path_for(log_path: str) -> str:
@@ -69,17 +78,19 @@ def decode(line: bytes) -> Entry:
 def read_refused(log_path: str) -> list[tuple[int, Entry | None]]:
     """The refused file beside a log, as (line number, entry) — entry None for a record this version cannot
     read (or a last line cut short). Empty when there is no file."""
+    return [(n, entry) for n, _, entry in _refused_records(refused_path_for(log_path))]
+
+
+def _refused_records(path: str) -> list[tuple[int, bytes, Entry | None]]:
+    """Every non-blank line of a refused file: (line number, the line, its entry or None if unreadable)."""
     try:
-        with open(refused_path_for(log_path), "rb") as f:
+        with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         return []
-    out: list[tuple[int, Entry | None]] = []
-    for n, line in enumerate(data.splitlines(keepends=True), 1):
-        if not line.strip():
-            continue
-        out.append((n, _decoded(line)))
-    return out
+    return [
+        (n, line, _decoded(line)) for n, line in enumerate(data.splitlines(keepends=True), 1) if line.strip()
+    ]
 
 
 def _decoded(line: bytes) -> Entry | None:
@@ -132,15 +143,18 @@ class SettlementLog:
 
     def append(self, trade: TradeRow, postings: list[Posting]) -> None:
         """Durable (against a process crash) when this returns; raises OSError when it is not."""
-        line = encode(trade, postings)
+        self._write(encode(trade, postings))
+
+    def _write(self, data: bytes) -> None:
+        """Whole records or nothing: a failed or short write (disk full part-way) is cut back out."""
         try:
-            written = os.write(self._fd, line)
+            written = os.write(self._fd, data)
         except OSError:
             self._cut()
             raise
-        if written != len(line):  # disk full part-way: take the partial record back out
+        if written != len(data):
             self._cut()
-            raise OSError(f"settlement log: short write ({written} of {len(line)} bytes)")
+            raise OSError(f"settlement log: short write ({written} of {len(data)} bytes)")
         self._size += written
 
     def _cut(self) -> None:
@@ -178,24 +192,14 @@ class SettlementLog:
         Crash-safe by order: the records are in the log (fsync'd) before they leave the refused file; a
         crash in between leaves them in both, and committing a trade twice is a no-op."""
         path = refused_path_for(self.path)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
+        records = _refused_records(path)
+        if not records:
             return 0, 0
-        good: list[bytes] = []
-        bad: list[bytes] = []
-        for line in data.splitlines(keepends=True):
-            if line.strip():
-                (good if _decoded(line) is not None else bad).append(line)
+        good = [line for _, line, entry in records if entry is not None]
+        bad = [line for _, line, entry in records if entry is None]
         if good:
-            blob = b"".join(good)
-            written = os.write(self._fd, blob)
-            if written != len(blob):
-                self._cut()
-                raise OSError(f"settlement log: short write ({written} of {len(blob)} bytes)")
+            self._write(b"".join(good))
             os.fsync(self._fd)
-            self._size += written
         if bad:
             tmp = path + ".tmp"
             with open(tmp, "wb") as f:
