@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -229,31 +229,35 @@ class SqliteDatabase(_SqliteExecutor):
     async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         translated = [(_translate(sql), rows) for sql, rows in steps if rows]
 
-        def _run(c: sqlite3.Connection) -> None:
+        def _transaction(c: sqlite3.Connection) -> Generator[None, None, None]:
+            # The batch as one transaction that pauses (yields) before each statement after BEGIN and
+            # before COMMIT. Closed at a pause, GeneratorExit rolls it back.
             c.execute("BEGIN IMMEDIATE")
             try:
                 for sql, rows in translated:
+                    yield
                     c.executemany(sql, rows)
+                yield
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
             c.execute("COMMIT")
 
+        def _run(c: sqlite3.Connection) -> None:  # on the database thread: no pauses
+            for _ in _transaction(c):
+                pass
+
         async def _run_inline(c: sqlite3.Connection) -> None:
-            # The same, with a turn of the event loop before every statement after BEGIN: requests that
-            # arrived meanwhile take their step between them instead of waiting behind the whole batch
-            # (its COMMIT alone writes a WAL frame per touched page). No other statement can use the
-            # connection in between: the lock is held.
-            c.execute("BEGIN IMMEDIATE")
+            # A turn of the event loop at every pause: requests that arrived meanwhile take their step
+            # between the statements instead of waiting behind the whole batch (its COMMIT alone writes a
+            # WAL frame per touched page). No other statement can use the connection in between: the
+            # lock is held.
+            tx = _transaction(c)
             try:
-                for sql, rows in translated:
+                for _ in tx:
                     await asyncio.sleep(0)
-                    c.executemany(sql, rows)
-                await asyncio.sleep(0)
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+            finally:
+                tx.close()  # cancelled at a pause: rolled back
 
         async with self._lock:
             conn = self._conn
