@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the load benchmarks need. Idempotent; instant when everything is present.
-#   scripts/bench-deps.sh gate   the `bench` extra of pyproject.toml (Locust, py-spy) into .venv
+#   scripts/bench-deps.sh gate   checks the `bench` extra (Locust, py-spy, matplotlib) is in .venv; it comes
+#                                from requirements.lock.txt with everything else (`make build`)
 #   scripts/bench-deps.sh full   that, plus nginx (Debian, as root) and LiteLLM's proxy in its own
 #                                virtualenv under ~/.cache/dragonfly-bench (a failed LiteLLM install is
 #                                reported and tolerated: the harness then skips that target)
@@ -9,12 +10,11 @@ mode=${1:-gate}
 VENV_PY=${VENV_PY:-.venv/bin/python}
 CACHE=${DRAGONFLY_BENCH_CACHE:-$HOME/.cache/dragonfly-bench}
 
-# The bench extra, read from pyproject.toml (installing `.[bench]` would rebuild the native module).
-mapfile -t reqs < <("$VENV_PY" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['bench']))")
-if ! "$VENV_PY" -c "import locust" >/dev/null 2>&1 || [ ! -x "$(dirname "$VENV_PY")/py-spy" ]; then
-  "$VENV_PY" -m pip install --quiet "${reqs[@]}"
+if ! "$VENV_PY" -c "import locust, matplotlib" >/dev/null 2>&1 || [ ! -x "$(dirname "$VENV_PY")/py-spy" ]; then
+  echo "bench-deps: the bench extra is missing from $(dirname "$(dirname "$VENV_PY")"); run 'make build'" >&2
+  exit 1
 fi
-echo "bench Python dependencies present: ${reqs[*]}"
+echo "bench Python dependencies present (locust, py-spy, matplotlib; from requirements.lock.txt)"
 [ "$mode" = "full" ] || exit 0
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then

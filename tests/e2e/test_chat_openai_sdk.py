@@ -122,6 +122,30 @@ def test_sequential_streams_reuse_one_seller_connection(market: Market, demo_sel
     assert demo_seller.stats.connections == 1
 
 
+def test_seller_dying_mid_stream_is_an_api_error_in_the_sdk(market: Market, demo_seller: DemoSeller) -> None:
+    # Honest during admission (the fixture probed it), then the seller drops the connection after two
+    # chunks: the buyer keeps what arrived and the SDK raises the error event as `openai.APIError`.
+    demo_seller.config.drop_mid_stream_after = 2
+    raw = client(market).chat.completions.with_raw_response.create(
+        model="demo/echo-1", messages=MESSAGES, stream=True
+    )
+    request_id = raw.headers["x-request-id"]
+    text = ""
+    with pytest.raises(openai.APIError, match="failed mid-stream") as exc:
+        for chunk in raw.parse():
+            assert chunk.id == request_id
+            if chunk.choices and chunk.choices[0].delta.content:
+                text += chunk.choices[0].delta.content
+    assert text and "Echo: Hello market".startswith(text) and text != "Echo: Hello market"
+    assert exc.value.body == {
+        "message": "The upstream provider failed mid-stream.",
+        "type": "upstream_error",
+        "param": None,
+        "code": "upstream_error",
+    }
+    assert receipt(market, request_id)["status"] == "failed"
+
+
 def test_wrong_key_is_an_authentication_error(market: Market) -> None:
     with pytest.raises(openai.AuthenticationError) as exc:
         client(market, key="sk-df-" + "x" * 43).chat.completions.create(
