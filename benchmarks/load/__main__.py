@@ -1,4 +1,4 @@
-"""`python -m benchmarks.load run | gate | streams | seller` (see benchmarks/README.md, section Load)."""
+"""`python -m benchmarks.load run | gate | streams | profile | plot` (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,25 @@ def profile(scenario: str, duration: float, users: int, rate_hz: int, gil: bool,
     profile_mod.profile(
         scenario=scenario, duration_s=min(duration, 120.0), users=users, rate_hz=rate_hz, out_dir=out, gil=gil
     )
+
+
+@cli.command("plot")
+@click.argument(
+    "results", type=click.Path(exists=True, path_type=Path), default=harness.RESULTS, required=False
+)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the PNG (default: load.png beside the results.json).",
+)
+def plot_cmd(results: Path, png: Path | None) -> None:
+    """Draw a run's results.json (a file, a run directory, or the newest run under a directory) as a PNG."""
+    from benchmarks.load import plot
+
+    path = plot.find_results(results)
+    written = plot.plot(plot.load(path), png or path.with_name("load.png"))
+    click.echo(f"{path} -> {written}")
 
 
 if __name__ == "__main__":

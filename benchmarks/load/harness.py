@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import services, targets
+from benchmarks.load import plot, services, targets
 from benchmarks.load.probe import ProbeResult, probe
 from benchmarks.load.services import TreeMeter
 from benchmarks.load.stats import hist_count, hist_mean, hist_percentile, merge
@@ -247,7 +247,17 @@ def _cmd(argv: list[str]) -> str:
         return ""
 
 
-def environment() -> dict[str, Any]:
+def loadavg() -> list[str]:
+    """The 1, 5 and 15-minute load averages, as /proc/loadavg writes them."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return []
+
+
+def environment(loadavg_at_start: list[str] | None = None) -> dict[str, Any]:
+    """Facts about the machine and the code measured. Called when the run ends: the load average at
+    start must be read before anything starts (`run` passes it in), or it shows the run's own load."""
     import importlib.metadata as md
 
     cpu = ""
@@ -267,6 +277,8 @@ def environment() -> dict[str, Any]:
             return "absent"
 
     return {
+        "host": platform.node(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "kernel": platform.release(),
@@ -276,7 +288,8 @@ def environment() -> dict[str, Any]:
         "dragonfly_commit": _cmd(["git", "-C", str(services.REPO), "rev-parse", "--short", "HEAD"]),
         "dragonfly_dirty": bool(_cmd(["git", "-C", str(services.REPO), "status", "--porcelain", "python"])),
         "dragonfly_src": str(targets.DRAGONFLY_SRC or "working tree"),
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "loadavg_at_start": loadavg_at_start if loadavg_at_start is not None else loadavg(),
+        "loadavg_at_end": loadavg(),
         "granian": v("granian"),
         "aiohttp": v("aiohttp"),
         "locust": v("locust"),
@@ -336,6 +349,7 @@ def _start_targets(
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
+    load_at_start = loadavg()
     services.raise_fd_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = cfg.out_dir / f"load-{stamp}"
@@ -404,7 +418,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             "when": stamp,
             "command": " ".join(["python", "-m", "benchmarks.load", *sys.argv[1:]]),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-            "environment": environment(),
+            "environment": environment(load_at_start),
             "skipped": skipped,
             "unsupported": {f"{k[0]}/{k[1]}": v for k, v in unsupported.items()},
             "notes": notes,
@@ -417,6 +431,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         md = render_markdown(result)
         (out_dir / "results.md").write_text(md)
         print(md)
+        try:
+            png = plot.try_plot(result, out_dir / "load.png")
+            print(f"plot: {png}" if png else "plot: skipped (matplotlib not installed)", flush=True)
+        except Exception as exc:  # the results are saved; a picture that fails must not lose them
+            print(f"plot failed: {type(exc).__name__}: {exc}", flush=True)
         return result
     finally:
         for t in reversed(started):
@@ -478,14 +497,21 @@ def _f(x: Any, nd: int = 1) -> str:
     return str(x)
 
 
+def _load_at_end(env: dict[str, Any]) -> str:
+    end = env.get("loadavg_at_end")
+    return f", at end {' '.join(end)}" if end else ""
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     env = result["environment"]
     dirty = ", dirty" if env["dragonfly_dirty"] and env["dragonfly_src"] == "working tree" else ""
     lines = [
         f"Run {result['when']}: `{result['command']}`",
         "",
-        f"Machine: {env['nproc']} cores, {env['cpu']}, {env['memory_gib']} GiB, kernel {env['kernel']}, "
-        f"{env['os']}, load average at start {' '.join(env['loadavg_at_start'])}. Versions: Python "
+        f"Machine: {env.get('host') or 'host ?'}, {env['nproc']} cores, {env['cpu']}, "
+        f"{env['memory_gib']} GiB, kernel {env['kernel']}, "
+        f"{env['os']}, load average at start {' '.join(env['loadavg_at_start'])}"
+        f"{_load_at_end(env)}. Versions: Python "
         f"{env['python']}, Dragonfly {env['dragonfly_commit']} ({env['dragonfly_src']}"
         f"{dirty}), Granian {env['granian']}, aiohttp {env['aiohttp']}, "
         f"Locust {env['locust']}, nginx {env['nginx']}, LiteLLM {env['litellm']}, Redis {env['redis']}.",
