@@ -1,5 +1,6 @@
 """Kill the data plane (os._exit, like kill -9) at every point of a trade, restart it, and check the
-books: no double charge, no stuck hold, no lost completed trade (DESIGN.md §5). On PostgreSQL + Redis the
+books: no double charge, no stuck hold, no lost completed trade (ARCHITECTURE.md, Invariants). On PostgreSQL
++ Redis the
 trade's durable point is the database commit; on the embedded default it is the settlement log, which
 the restarted worker commits before it serves."""
 

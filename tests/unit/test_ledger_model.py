@@ -1,6 +1,6 @@
 """The ledger model over the pure domain (`domain.ledger`, `domain.money`, `domain.payouts`): an in-memory
 double-entry book driven by random credits, reserves (holds), settles, voids, earnings releases and
-payouts must keep every invariant of DESIGN.md §5.1–5.3 after every step."""
+payouts must keep every invariant of ARCHITECTURE.md, Invariants 1–3 after every step."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Build the Robyn app: routes through the one wrapper, resources made at startup and closed at shutdown.
 
-Robyn gaps covered here (see DESIGN.md): its Config would parse `sys.argv`, so it is built from a clean
+Robyn gaps covered here (see ARCHITECTURE.md): its Config would parse `sys.argv`, so it is built from a clean
 argv; the OpenAPI `/docs` routes are disabled; request bodies are bounded in `http.endpoint`; SIGTERM and
 SIGINT are handled here (Robyn's single-process server does not stop on them) with a bounded shutdown.
 """

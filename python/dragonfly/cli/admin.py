@@ -86,7 +86,7 @@ def credit(account_id: str | None, email: str | None, amount_cents: int, note: s
     "--state/--no-state", default=True, help="Also compare the Redis state store (when configured)."
 )
 def check_ledger_cmd(state: bool) -> None:
-    """Verify the ledger invariants (DESIGN.md §5.1–5.3); exit 1 on any violation."""
+    """Verify the ledger invariants (ARCHITECTURE.md, Invariants 1–3); exit 1 on any violation."""
 
     async def go(db: Database, settings: Settings) -> tuple[list[Violation], Counts]:
         store = None

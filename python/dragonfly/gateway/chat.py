@@ -1,5 +1,5 @@
 """POST /v1/chat/completions and /v1/embeddings: pre-parse, authenticate, rank, admit, forward with
-fallback, splice, settle. The order of these steps is the request life cycle of DESIGN.md §2."""
+fallback, splice, settle. The order of these steps is the request life cycle in ARCHITECTURE.md."""
 
 from __future__ import annotations
 
@@ -326,7 +326,7 @@ class Inference:
                 if trade.ttft_ms is None:
                     trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
                 if out.endswith(DONE):
-                    # The last byte waits until the trade is committed (DESIGN.md §2 step 7).
+                    # The last byte waits until the trade is committed (ARCHITECTURE.md, life cycle step 7).
                     out = out[: -len(DONE)]
                 if out:
                     # Granian queues the bytes on an unbounded channel and returns an awaitable that is

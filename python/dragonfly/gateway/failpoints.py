@@ -1,4 +1,4 @@
-"""Named crash points on the trade path, for the crash-safety tests (DESIGN.md §5 invariant 4).
+"""Named crash points on the trade path, for the crash-safety tests (ARCHITECTURE.md, Invariants 4).
 
 With `DRAGONFLY_FAILPOINT=<name>` the data-plane worker dies with `os._exit` when a trade reaches that
 point, as a kill -9 would; unset (always, in production) `hit` is a single comparison.

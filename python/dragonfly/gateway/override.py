@@ -1,5 +1,5 @@
 """The per-request routing override: a top-level `dragonfly` object that can only NARROW the key's
-routing profile (API.md, Inference): `{profile_id?, providers_allow?, max_output_price_per_mtok?}`."""
+routing profile (docs/buyer.md): `{profile_id?, providers_allow?, max_output_price_per_mtok?}`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Everything the data plane does not own goes to the control plane on its internal port: a plain
-streaming pass-through (DESIGN.md §2, one public port)."""
+streaming pass-through (ARCHITECTURE.md, Processes: one public port)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Group commit of settled trades (DESIGN.md §2 step 7, §3).
+"""Group commit of settled trades (ARCHITECTURE.md, request life cycle step 7).
 
 Two durable points, chosen by the runtime:
 

@@ -1,6 +1,6 @@
 """The seller-facing HTTP client of a data-plane worker: keep-alive connection pools over `h1`.
 
-Seller base URLs are checked again at connect time (DESIGN.md invariant 7): resolved addresses that are
+Seller base URLs are checked again at connect time (ARCHITECTURE.md, invariant 7): resolved addresses that are
 loopback, private, link-local or metadata are refused unless the operator allows private upstreams, so a
 DNS answer that changed after registration cannot reach them. Redirects are never followed (a 3xx is
 just a non-200 answer).

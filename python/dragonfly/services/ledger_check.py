@@ -1,4 +1,4 @@
-"""The ledger checker: verifies DESIGN.md §5.1–5.3 against the database (and, when given, a state store).
+"""The ledger checker: verifies ARCHITECTURE.md invariants 1–3 on the database (and a state store, if given).
 
 Checks (each names its violations by `check`):
   journal_unbalanced        every journal's entries sum to zero

@@ -1,4 +1,4 @@
-"""The settlement batch as a fixed list of write-only statements (group commit, DESIGN.md §3).
+"""The settlement batch as a fixed list of write-only statements (group commit, ARCHITECTURE.md, Storage).
 
 Each step is one executemany; nothing is read back, so SQLite runs the whole batch inline and
 PostgreSQL in one round trip per step. Balance lines are applied in account order, so concurrent
