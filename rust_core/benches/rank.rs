@@ -37,6 +37,7 @@ pub fn build(n: usize) -> Market {
                 ContractStatus::Active
             },
             quality: (i % 10) as f64 / 10.0,
+            blend_live_success: true,
         };
         m.upsert_listing(&id, terms).unwrap();
         m.set_inflight(

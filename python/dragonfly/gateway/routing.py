@@ -1,25 +1,34 @@
 """Candidate listings for a request: the native `Market` ranks, this module feeds it the snapshot.
 
 The Market keeps live stats (TTFT, throughput, success EWMAs) across snapshot reloads: listings and
-profiles are upserted and removed, never rebuilt from scratch.
+profiles are upserted and removed, never rebuilt from scratch. Each load applies, in this order, the
+operator's strategy weights (`GET/PUT /api/admin/routing/weights`), the listings with their quality, and
+the profiles — so the first ranking after a load already uses all three.
+
+A profile the market cannot register never reaches here through the API (it registers every profile in
+a throwaway market before storing it, with the same `register_profile`). Should one still arrive (a row
+written around the API, an older version's data), it is logged as an error and EXCLUDED: registered to
+match no listing, so requests with it get 503 `no_listing_matches_profile` — never silently routed under
+another strategy.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from dragonfly.domain.quality import market_quality
 from dragonfly.errors import ModelNotFound, NoListingMatchesProfile
 from dragonfly.gateway.snapshot import KeyInfo, ListingInfo, ProfileInfo, Snapshot
-from dragonfly.native.market import STRATEGIES, Market, MarketError
+from dragonfly.native.market import (
+    STRATEGIES,
+    Market,
+    MarketError,
+    default_strategy_weights,
+    register_profile,
+)
 
 BUILTIN_PREFIX = "builtin:"
 log = logging.getLogger("dragonfly.gateway.routing")
-
-
-def _int_or_none(value: Any) -> int | None:
-    # Stored profile configs hold price ceilings as integer micro-USD per 1M tokens.
-    return None if value is None else int(value)
 
 
 class Router:
@@ -27,12 +36,17 @@ class Router:
         self.market = Market()
         self._listing_ids: set[str] = set()
         self._profile_ids: set[str] = set()
+        self._excluded: set[str] = set()  # profiles the market refused: they match no listing
+        self._defaults = default_strategy_weights()
+        self._weights = {s: dict(w) for s, w in self._defaults.items()}  # what the market holds now
         for strategy in STRATEGIES:
             if strategy != "custom":
                 self.market.set_profile(BUILTIN_PREFIX + strategy, strategy=strategy)
 
     def load(self, snap: Snapshot) -> None:
+        self._load_weights(snap.strategy_weights)
         for listing in snap.listings_by_id.values():
+            quality, blend = market_quality(listing.probe_quality, listing.quality_override)
             self.market.upsert_listing(
                 listing.id,
                 model=listing.model,
@@ -44,6 +58,8 @@ class Router:
                 concurrency_cap=listing.concurrency_cap,
                 status=listing.status,
                 contract_status=listing.contract_status,
+                quality=quality,
+                blend_live_success=blend,
             )
         for gone in self._listing_ids - snap.listings_by_id.keys():
             self.market.remove_listing(gone)
@@ -52,30 +68,36 @@ class Router:
             self._register_profile(profile)
         for gone in self._profile_ids - snap.profiles.keys():
             self.market.remove_profile(gone)
+            self._excluded.discard(gone)
         self._profile_ids = set(snap.profiles)
+
+    def _load_weights(self, stored: dict[str, dict[str, float]]) -> None:
+        """The operator's weights per strategy (the native defaults where none are stored)."""
+        for strategy, default in self._defaults.items():
+            wanted = stored.get(strategy) or default
+            if wanted == self._weights.get(strategy):
+                continue
+            try:
+                self.market.set_strategy_weights(strategy, wanted)
+            except MarketError as exc:
+                log.error("stored %s weights refused by the market (%s); using the defaults", strategy, exc)
+                self.market.set_strategy_weights(strategy, default)
+                wanted = default
+            self._weights[strategy] = dict(wanted)
 
     def _register_profile(self, p: ProfileInfo) -> None:
         try:
-            self._set_profile(p, p.strategy)
+            register_profile(self.market, p.id, p.strategy, p.config)
         except MarketError as exc:
-            # An unusable profile (e.g. custom without weights) routes as balanced with its filters.
-            log.warning("profile %s routes as balanced: %s", p.id, exc)
-            self._set_profile(p, "balanced")
-
-    def _set_profile(self, p: ProfileInfo, strategy: str) -> None:
-        c = p.config
-        self.market.set_profile(
-            p.id,
-            strategy=strategy,
-            weights=c.get("weights") if strategy == p.strategy else None,
-            providers_allow=c.get("providers_allow"),
-            providers_deny=c.get("providers_deny"),
-            sellers_deny=c.get("sellers_deny"),
-            max_input_price=_int_or_none(c.get("max_input_price")),
-            max_output_price=_int_or_none(c.get("max_output_price")),
-            max_ttft_ms=c.get("max_ttft_ms"),
-            min_throughput_tps=c.get("min_throughput_tps"),
-        )
+            log.error(
+                "routing profile %s cannot be registered (%s): it is excluded, its requests get 503",
+                p.id,
+                exc,
+            )
+            self.market.set_profile(p.id, strategy="balanced", providers_allow=[])  # matches nothing
+            self._excluded.add(p.id)
+        else:
+            self._excluded.discard(p.id)
 
     @staticmethod
     def profile_for(snap: Snapshot, key: KeyInfo) -> ProfileInfo:
@@ -91,6 +113,12 @@ class Router:
         if not listed or not any(x.kind == kind and x.routable for x in listed):
             raise ModelNotFound(
                 f"The model `{model}` does not exist or has no active listing.", param="model"
+            )
+        if profile.id in self._excluded:
+            raise NoListingMatchesProfile(
+                f"The routing profile `{profile.id}` is invalid and matches no listing; update it through "
+                "/api/routing/profiles.",
+                headers={"x-should-retry": "false"},
             )
         ids = self.market.rank(model, profile.id, now_ms, seed, limit)
         out = [snap.listings_by_id[i] for i in ids if i in snap.listings_by_id]

@@ -1,5 +1,6 @@
-"""The in-memory view the hot path reads: keys, routing profiles, listings. Built whole from the
-database and swapped atomically on every change-sequence bump, so a request never sees half an update."""
+"""The in-memory view the hot path reads: keys, routing profiles, listings (with their quality), and the
+operator's strategy weights. Built whole from the database and swapped atomically on every
+change-sequence bump, so a request never sees half an update."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dragonfly.native.tokens import EncodingName, encoding_for_model
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Executor
 from dragonfly.storage.sql.repos import snapshot as rows
+from dragonfly.storage.sql.repos import strategy_weights as weights_rows
 
 log = logging.getLogger("dragonfly.gateway.snapshot")
 
@@ -71,6 +73,10 @@ class ListingInfo:
     encoding: str | None = None  # declared tokenizer for local counts; None = derive from the model name
     # What local counts use: the declared encoding, else the upstream model's (o200k_base when unknown).
     count_encoding: EncodingName = "o200k_base"
+    # Quality sources (domain/quality.py): the probe score (None before any probe run), the operator's
+    # override (None = computed).
+    probe_quality: float | None = None
+    quality_override: float | None = None
 
     @property
     def routable(self) -> bool:
@@ -85,6 +91,12 @@ class Snapshot:
     default_profile: dict[str, str]  # account id -> its default profile id
     listings_by_model: dict[str, tuple[ListingInfo, ...]]
     listings_by_id: dict[str, ListingInfo]
+    # The operator's weights per strategy (`/api/admin/routing/weights`); absent = the native defaults.
+    strategy_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _networks(raw: str | None) -> tuple[Network, ...]:
@@ -144,6 +156,8 @@ async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> 
             contract_status=r["contract_status"],
             encoding=r["encoding"],
             count_encoding=r["encoding"] or encoding_for_model(r["upstream_model"])[0],
+            probe_quality=_float_or_none(r["probe_quality"]),
+            quality_override=_float_or_none(r["quality_override"]),
         )
         by_model.setdefault(listing.model, []).append(listing)
         by_id[listing.id] = listing
@@ -154,4 +168,5 @@ async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> 
         default_profile=defaults,
         listings_by_model={m: tuple(v) for m, v in by_model.items()},
         listings_by_id=by_id,
+        strategy_weights=await weights_rows.stored(db),
     )

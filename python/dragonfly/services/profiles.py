@@ -1,7 +1,13 @@
 """Routing profiles, including each account's lazily created default profile (`balanced`).
 
+Every profile is registered in a throwaway native `Market` (`register_profile`, the data plane's own
+call) before it is stored, so what the API accepts the data plane can rank with: anything else is a 400.
+`weights` act only with strategy `custom` (which requires them); with another strategy they are refused,
+and a PATCH that moves a profile off `custom` drops its stored weights. Hedging does not exist yet:
+`hedge.enabled: true` is refused by the schema.
+
 Stored `config` (JSON, read by the data plane's snapshot loader):
-    weights: {price, latency, throughput, reliability, quality} | null   (strategy custom)
+    weights: {price, latency, throughput, reliability, quality} | null   (strategy custom only)
     providers_allow: [str] | null, providers_deny: [str], sellers_deny: [str]
     max_input_price, max_output_price: int micro-USD per 1M tokens | null   (exclude listings above)
     max_ttft_ms: int | null, min_throughput_tps: float | null
@@ -16,6 +22,7 @@ from typing import Any
 from dragonfly.domain.money import price_str
 from dragonfly.errors import InvalidRequest, NotFound
 from dragonfly.ids import iso, new_id, now_ms
+from dragonfly.native.market import Market, MarketError, register_profile
 from dragonfly.storage.ports import Database, Executor, Row, UniqueViolation
 from dragonfly.storage.sql.repos import api_keys as keys_repo
 from dragonfly.storage.sql.repos import changes
@@ -66,7 +73,7 @@ def render(row: Row) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "strategy": row["strategy"],
-        "weights": cfg["weights"],
+        "weights": cfg["weights"] if row["strategy"] == "custom" else None,
         "providers_allow": cfg["providers_allow"],
         "providers_deny": cfg["providers_deny"] or [],
         "sellers_deny": cfg["sellers_deny"] or [],
@@ -107,8 +114,19 @@ def _apply(config: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_strategy(strategy: str, config: dict[str, Any]) -> None:
+    """Refuse what the data plane could not rank with, before it is stored."""
     if strategy == "custom" and not config.get("weights"):
         raise InvalidRequest("strategy custom needs weights.", param="weights")
+    if strategy != "custom" and config.get("weights") is not None:
+        raise InvalidRequest(
+            f"weights apply only to strategy custom; strategy {strategy} uses the operator's weights "
+            "for it (send strategy custom with your weights, or leave weights out).",
+            param="weights",
+        )
+    try:
+        register_profile(Market(), "candidate", strategy, config)
+    except MarketError as exc:
+        raise InvalidRequest(f"The routing profile cannot be used: {exc}") from None
 
 
 async def default_profile_id(db: Database, account_id: str) -> str:
@@ -188,6 +206,8 @@ async def update_profile(
         name = fields.get("name") or row["name"]
         strategy = fields.get("strategy") or row["strategy"]
         config = _apply({**default_config(), **row["config"]}, fields)
+        if strategy != "custom" and "weights" not in fields:
+            config["weights"] = None  # off custom (or a legacy row): stored weights would not act
         _check_strategy(strategy, config)
         await repo.update(
             tx, profile_id=profile_id, name=name, strategy=strategy, config=config, now=now_ms()

@@ -8,7 +8,8 @@ Embeddings and speech listings get one request of their kind instead of the chat
 
 The provider key is decrypted only for the duration of the run. Connections go through the URL policy
 again at connect time (`GuardedResolver`) and redirects are never followed. Probe cost is the platform's:
-no ledger entries are written.
+no ledger entries are written. Every recorded run also refreshes the listing's probe quality score (the
+share of passed checks over its recent runs, `domain/quality.py`), which routing's quality feature uses.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dragonfly.domain.urlpolicy import UrlRefused, check_base_url
 from dragonfly.errors import NotFound
 from dragonfly.ids import new_id, now_ms
 from dragonfly.security.secretbox import SecretBox
+from dragonfly.services import listing_quality
 from dragonfly.services.listings import render_probe_run
 from dragonfly.services.upstream_urls import RefusedAddress, guarded_session
 from dragonfly.storage.ports import Database, Row
@@ -340,6 +342,8 @@ async def _apply(db: Database, listing: Row, contract: Row, run: ProbeRun, start
     async with db.transaction() as tx:
         current = await listings_repo.get(tx, listing["id"])
         await contracts_repo.insert_probe_run(tx, record)
+        if current is not None:  # the listing's quality score counts this run (services/listing_quality.py)
+            await listing_quality.refresh_probe_quality(tx, listing["id"], finished)
         await contracts_repo.add_checks(
             tx,
             contract_id=contract["id"],

@@ -6,7 +6,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::errors::MarketError;
-use crate::score::{self, ContractStatus, ListingStatus, ListingTerms, Profile, Strategy};
+use crate::score::{
+    self, ContractStatus, ListingStatus, ListingTerms, Profile, Strategy, FEATURE_NAMES,
+};
 
 fn market_err(e: score::MarketError) -> PyErr {
     MarketError::new_err(e.to_string())
@@ -53,7 +55,7 @@ impl Market {
     }
 
     #[pyo3(signature = (listing_id, model, provider, seller_id, input_price, output_price, rpm_cap,
-        concurrency_cap, status, contract_status, quality = 0.5))]
+        concurrency_cap, status, contract_status, quality = 0.5, blend_live_success = false))]
     #[allow(clippy::too_many_arguments)]
     fn upsert_listing(
         &mut self,
@@ -68,6 +70,7 @@ impl Market {
         status: &str,
         contract_status: &str,
         quality: f64,
+        blend_live_success: bool,
     ) -> PyResult<()> {
         let status = ListingStatus::parse(status)
             .ok_or_else(|| bad(format!("unknown listing status {status:?}")))?;
@@ -84,6 +87,7 @@ impl Market {
             status,
             contract,
             quality,
+            blend_live_success,
         };
         self.inner
             .upsert_listing(listing_id, terms)
@@ -208,7 +212,7 @@ impl Market {
                 d.set_item("excluded", r.excluded)?;
                 d.set_item("score", r.score)?;
                 let f = PyDict::new(py);
-                for (k, v) in score_feature_names().iter().zip(r.features.as_array()) {
+                for (k, v) in FEATURE_NAMES.iter().zip(r.features.as_array()) {
                     f.set_item(*k, v)?;
                 }
                 d.set_item("features", f)?;
@@ -220,13 +224,9 @@ impl Market {
     }
 }
 
-fn score_feature_names() -> [&'static str; 5] {
-    ["price", "ttft", "throughput", "reliability", "quality"]
-}
-
 fn weights_dict<'py>(py: Python<'py>, w: &score::Weights) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    for (k, v) in score_feature_names().iter().zip(w.as_array()) {
+    for (k, v) in FEATURE_NAMES.iter().zip(w.as_array()) {
         d.set_item(*k, v)?;
     }
     Ok(d)

@@ -63,6 +63,7 @@ pub(super) struct Slot {
     pub(super) output_price: u64,
     pub(super) blended_price: f64,
     pub(super) quality: f64,
+    pub(super) blend_live_success: bool,
     /// `u64::MAX` when uncapped.
     pub(super) concurrency_cap: u64,
     pub(super) provider: u32,
@@ -88,6 +89,7 @@ impl Slot {
             output_price: t.output_price,
             blended_price: t.blended_price(),
             quality: t.quality,
+            blend_live_success: t.blend_live_success,
             concurrency_cap: t.concurrency_cap.unwrap_or(u64::MAX),
             provider: names.intern(&t.provider),
             seller: names.intern(&t.seller_id),

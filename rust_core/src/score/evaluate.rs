@@ -154,7 +154,7 @@ pub(super) fn evaluate(
     };
     let f = Features {
         price: ratio(n.min_price, s.blended_price),
-        ttft: if st.ttft_n > 0 {
+        latency: if st.ttft_n > 0 {
             ratio(n.min_ttft, st.ttft_ms)
         } else {
             n.prior_ttft
@@ -165,10 +165,14 @@ pub(super) fn evaluate(
             n.prior_tps
         },
         reliability,
-        quality: s.quality,
+        quality: if s.blend_live_success && st.outcomes_n > 0 {
+            0.5 * (s.quality + st.success)
+        } else {
+            s.quality
+        },
     };
     let mut score = w.price * f.price
-        + w.ttft * f.ttft
+        + w.latency * f.latency
         + w.throughput * f.throughput
         + w.reliability * f.reliability
         + w.quality * f.quality;

@@ -4,10 +4,11 @@
 //! the same model so that the numbers mean the same thing for every model):
 //!
 //! * price: `cheapest blended price / blended price` (blend = 3 input : 1 output);
-//! * ttft: `fastest TTFT EWMA / TTFT EWMA`; throughput: `throughput EWMA / best throughput EWMA`;
+//! * latency: `fastest TTFT EWMA / TTFT EWMA`; throughput: `throughput EWMA / best throughput EWMA`;
 //! * reliability: success-rate EWMA, scaled down by up to half for a failure in the last
 //!   [`FAILURE_COOLDOWN_MS`] (recovering linearly);
-//! * quality: the operator-assessed value.
+//! * quality: the listing's `quality` term (probe-derived, or an operator's override); when
+//!   `blend_live_success` is set and the listing has outcomes, `(quality + success EWMA) / 2`.
 //!
 //! A listing without samples for a feature gets the mean of the listings that have them (0.5 when none
 //! has): a neutral prior, so new listings are neither buried nor favoured. The score is the weighted sum,
@@ -23,7 +24,7 @@
 //! allow/deny lists are precompiled into bitsets, so the filter pass hashes no string. `rank` makes two
 //! passes over the model's slots — (1) filter and gather the normalisers and the priors' sums, (2) score
 //! each eligible listing and keep only those that can still reach the answer (a running top-`limit` heap
-//! and its near-tie floor) — then sorts that handful. The prior of the TTFT feature is computed in pass 1
+//! and its near-tie floor) — then sorts that handful. The prior of the latency feature is computed in pass 1
 //! as `fastest × Σ 1/ttft` (the same mean as Σ fastest/ttft, up to rounding).
 
 use std::cmp::Reverse;
@@ -496,6 +497,7 @@ mod tests {
             status: ListingStatus::Active,
             contract: ContractStatus::Active,
             quality: 0.5,
+            blend_live_success: false,
         }
     }
 
@@ -581,5 +583,67 @@ mod tests {
         assert_eq!(m.rank("m", "p", 0, 0, 8).unwrap(), vec!["fast"]);
         let ex = m.explain("m", "p", 0, 0).unwrap();
         assert_eq!(ex[1].excluded, Some("ttft_above_target"));
+    }
+
+    #[test]
+    fn weights_speak_the_api_vocabulary() {
+        let mut m = Market::new();
+        m.upsert_listing("cheap", terms(100)).unwrap();
+        m.upsert_listing("fast", terms(200)).unwrap();
+        m.record_result("cheap", true, Some(2000.0), None, 0)
+            .unwrap();
+        m.record_result("fast", true, Some(100.0), None, 0).unwrap();
+        let mut p = profile(Strategy::Custom);
+        let zero_rest = |name: &str| {
+            super::super::model::FEATURE_NAMES
+                .iter()
+                .map(|n| ((*n).to_owned(), if *n == name { 1.0 } else { 0.0 }))
+                .collect::<Vec<_>>()
+        };
+        p.weights = Some(zero_rest("latency"));
+        m.set_profile("lat", p.clone()).unwrap();
+        assert_eq!(m.rank("m", "lat", 0, 0, 8).unwrap(), vec!["fast", "cheap"]);
+        p.weights = Some(zero_rest("price"));
+        m.set_profile("price", p.clone()).unwrap();
+        assert_eq!(
+            m.rank("m", "price", 0, 0, 8).unwrap(),
+            vec!["cheap", "fast"]
+        );
+        let ex = m.explain("m", "lat", 0, 0).unwrap();
+        assert_eq!(ex[0].weights.latency, 1.0);
+        p.weights = Some(vec![("ttft".into(), 1.0)]);
+        assert!(matches!(
+            m.set_profile("old", p),
+            Err(MarketError::Invalid(msg)) if msg.contains("unknown weight")
+        ));
+    }
+
+    #[test]
+    fn quality_blends_live_success_unless_pinned() {
+        let mut m = Market::new();
+        let mut probed = terms(100);
+        probed.quality = 0.8;
+        probed.blend_live_success = true;
+        let mut pinned = terms(100);
+        pinned.quality = 0.8;
+        m.upsert_listing("probed", probed).unwrap();
+        m.upsert_listing("pinned", pinned).unwrap();
+        m.set_profile("q", profile(Strategy::QualityFirst)).unwrap();
+        let quality = |m: &Market, id: &str| {
+            m.explain("m", "q", 0, 0)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.listing_id == id)
+                .map(|r| r.features.quality)
+        };
+        // No outcomes yet: the term as given.
+        assert_eq!(quality(&m, "probed"), Some(0.8));
+        for id in ["probed", "pinned"] {
+            m.record_result(id, false, None, None, 0).unwrap();
+        }
+        // success EWMA 1.0 -> 0.9 after one failure: (0.8 + 0.9) / 2 for the blended listing.
+        let blended = quality(&m, "probed").unwrap();
+        assert!((blended - 0.85).abs() < 1e-9, "{blended}");
+        assert_eq!(quality(&m, "pinned"), Some(0.8));
     }
 }

@@ -14,4 +14,5 @@ mod rng;
 pub use market::{Explained, Market, MarketError};
 pub use model::{
     ContractStatus, Features, ListingStatus, ListingTerms, Profile, Strategy, Weights,
+    FEATURE_NAMES,
 };

@@ -71,8 +71,11 @@ pub struct ListingTerms {
     pub concurrency_cap: Option<u64>,
     pub status: ListingStatus,
     pub contract: ContractStatus,
-    /// Operator-assessed quality in [0, 1].
+    /// Quality in [0, 1]: the probe-derived value or an operator's override (see `blend_live_success`).
     pub quality: f64,
+    /// Whether the quality feature blends in the live success EWMA once the listing has outcomes
+    /// (`(quality + success) / 2`); false for an operator's override, which is used as is.
+    pub blend_live_success: bool,
 }
 
 impl ListingTerms {
@@ -136,11 +139,11 @@ impl Strategy {
         }
     }
 
-    /// Default weights (price, ttft, throughput, reliability, quality); operators may override them.
+    /// Default weights (price, latency, throughput, reliability, quality); operators may override them.
     pub fn default_weights(self) -> Weights {
-        let w = |price, ttft, throughput, reliability, quality| Weights {
+        let w = |price, latency, throughput, reliability, quality| Weights {
             price,
-            ttft,
+            latency,
             throughput,
             reliability,
             quality,
@@ -159,19 +162,20 @@ impl Strategy {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Weights {
     pub price: f64,
-    pub ttft: f64,
+    pub latency: f64,
     pub throughput: f64,
     pub reliability: f64,
     pub quality: f64,
 }
 
-pub const FEATURE_NAMES: [&str; 5] = ["price", "ttft", "throughput", "reliability", "quality"];
+/// The one weight/feature vocabulary, from the API to the scorer (`latency` is time to first token).
+pub const FEATURE_NAMES: [&str; 5] = ["price", "latency", "throughput", "reliability", "quality"];
 
 impl Weights {
     pub fn as_array(&self) -> [f64; 5] {
         [
             self.price,
-            self.ttft,
+            self.latency,
             self.throughput,
             self.reliability,
             self.quality,
@@ -188,7 +192,7 @@ impl Weights {
             }
             match k.as_str() {
                 "price" => self.price = *v,
-                "ttft" => self.ttft = *v,
+                "latency" => self.latency = *v,
                 "throughput" => self.throughput = *v,
                 "reliability" => self.reliability = *v,
                 "quality" => self.quality = *v,
@@ -210,7 +214,7 @@ impl Weights {
         }
         Ok(Weights {
             price: self.price / sum,
-            ttft: self.ttft / sum,
+            latency: self.latency / sum,
             throughput: self.throughput / sum,
             reliability: self.reliability / sum,
             quality: self.quality / sum,
@@ -237,7 +241,7 @@ pub struct Profile {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Features {
     pub price: f64,
-    pub ttft: f64,
+    pub latency: f64,
     pub throughput: f64,
     pub reliability: f64,
     pub quality: f64,
@@ -247,7 +251,7 @@ impl Features {
     pub fn as_array(&self) -> [f64; 5] {
         [
             self.price,
-            self.ttft,
+            self.latency,
             self.throughput,
             self.reliability,
             self.quality,

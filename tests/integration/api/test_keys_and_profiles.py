@@ -86,7 +86,7 @@ def test_routing_profiles_crud_and_delete_rebinds_keys(api: ControlPlane) -> Non
         "max_output_price_per_mtok": "1.25",
         "max_ttft_ms": 800,
         "fallback": {"enabled": True, "max_attempts": 2, "retry_on": [429, "timeout"]},
-        "hedge": {"enabled": True, "after_ms": 300},
+        "hedge": {"enabled": False, "after_ms": 300},
     }
     created = api.call("POST", "/api/routing/profiles", session, json=body)
     assert created.status_code == 201, created.text

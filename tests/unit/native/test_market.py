@@ -113,7 +113,7 @@ def test_cost_first_picks_cheapest_healthy_listing(steps: list[int], seed: int) 
 
 @pytest.mark.parametrize(
     ("feature", "better", "worse"),
-    [("price", "cheap", "fast"), ("ttft", "fast", "cheap")],
+    [("price", "cheap", "fast"), ("latency", "fast", "cheap")],
 )
 def test_raising_a_weight_moves_the_ranking_its_way(feature: str, better: str, worse: str) -> None:
     m = Market()
@@ -121,7 +121,7 @@ def test_raising_a_weight_moves_the_ranking_its_way(feature: str, better: str, w
     m.upsert_listing("fast", MODEL, "b", "s2", 2_000_000, 8_000_000, None, None, "active", "active")
     m.record_result("cheap", True, 2_000.0, 50.0, 0)
     m.record_result("fast", True, 200.0, 50.0, 0)
-    weights = {"price": 1.0, "ttft": 1.0, "throughput": 0.0, "reliability": 0.0, "quality": 0.0}
+    weights = {"price": 1.0, "latency": 1.0, "throughput": 0.0, "reliability": 0.0, "quality": 0.0}
     weights[feature] = 10.0
     m.set_profile("c", "custom", weights=weights)
     assert m.rank(MODEL, "c", 0, 7) == [better, worse]
@@ -133,7 +133,7 @@ def test_operator_strategy_weights_apply_to_existing_profiles() -> None:
     m.upsert_listing("good", MODEL, "b", "s2", 2_000_000, 8_000_000, None, None, "active", "active", 1.0)
     m.set_profile("b", "balanced")
     m.set_strategy_weights(
-        "balanced", {"price": 0.0, "quality": 1.0, "ttft": 0, "throughput": 0, "reliability": 0}
+        "balanced", {"price": 0.0, "quality": 1.0, "latency": 0, "throughput": 0, "reliability": 0}
     )
     assert m.rank(MODEL, "b", 0, 1)[0] == "good"
     m.set_strategy_weights("balanced", {"price": 1.0, "quality": 0.0})

@@ -173,6 +173,7 @@ market_ops = st.lists(
             st.sampled_from(["active", "paused", "pending", "price_review", "suspended"]) | odd_text,
             st.sampled_from(["active", "degraded", "suspended", "pending"]) | odd_text,
             st.floats(0, 1) | odd_float,
+            st.booleans(),
         ),
         st.tuples(st.just("inflight"), st.sampled_from(["a", "b", "c"]) | odd_text, odd_uint),
         st.tuples(
@@ -189,7 +190,7 @@ market_ops = st.lists(
             st.sampled_from(["p", "q"]),
             st.sampled_from(["cost_first", "balanced", "reliability_first", "quality_first", "custom"])
             | odd_text,
-            st.none() | st.dictionaries(st.sampled_from(["price", "ttft", "quality", "zzz"]), odd_float),
+            st.none() | st.dictionaries(st.sampled_from(["price", "latency", "quality", "ttft"]), odd_float),
             st.none() | st.lists(odd_text, max_size=3),
             st.none() | st.lists(odd_text, max_size=3),
             st.none() | odd_uint,
@@ -198,7 +199,9 @@ market_ops = st.lists(
         st.tuples(
             st.just("strategy"),
             st.sampled_from(["cost_first", "custom"]) | odd_text,
-            st.dictionaries(st.sampled_from(["price", "ttft", "reliability", "zzz"]), odd_float, max_size=3),
+            st.dictionaries(
+                st.sampled_from(["price", "latency", "reliability", "ttft"]), odd_float, max_size=3
+            ),
         ),
         st.tuples(st.just("remove_profile"), st.sampled_from(["p", "q"]) | odd_text),
     ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,12 +14,30 @@ Ident = Annotated[str, Field(min_length=1, max_length=128)]
 IdentList = Annotated[list[Ident], Field(max_length=256)]
 
 
+def _weight() -> Any:
+    return Field(default=0.0, ge=0, le=1000, strict=True)
+
+
 class Weights(Body):
-    price: float = Field(default=0.0, ge=0, le=1000)
-    latency: float = Field(default=0.0, ge=0, le=1000)
-    throughput: float = Field(default=0.0, ge=0, le=1000)
-    reliability: float = Field(default=0.0, ge=0, le=1000)
-    quality: float = Field(default=0.0, ge=0, le=1000)
+    """The one weight vocabulary (native `FEATURES`): a weight left out is 0; unknown names are refused."""
+
+    price: float = _weight()
+    latency: float = _weight()
+    throughput: float = _weight()
+    reliability: float = _weight()
+    quality: float = _weight()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(k) for k in data if k not in cls.model_fields)
+            if unknown:
+                raise ValueError(
+                    f"unknown weight {unknown[0][:40]!r}; the weights are price, latency (time to first "
+                    "token), throughput, reliability, quality"
+                )
+        return data
 
     @model_validator(mode="after")
     def _some_weight(self) -> Weights:
@@ -49,14 +67,17 @@ class Fallback(Body):
 
 
 class Hedge(Body):
+    """Hedging does not exist yet: `enabled: true` is refused (a field the API accepts must act)."""
+
     enabled: bool = False
     after_ms: int | None = Field(default=None, ge=10, le=600_000)
 
-    @model_validator(mode="after")
-    def _after_when_enabled(self) -> Hedge:
-        if self.enabled and self.after_ms is None:
-            raise ValueError("hedge.after_ms is required when hedging is enabled")
-        return self
+    @field_validator("enabled")
+    @classmethod
+    def _not_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("hedging is not available yet; leave hedge out or set enabled to false")
+        return value
 
 
 class _ProfileFields(Body):
