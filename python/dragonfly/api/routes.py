@@ -15,6 +15,7 @@ from dragonfly.api.handlers import (
     management_keys,
     pool,
     profiles,
+    routing_admin,
 )
 from dragonfly.api.http import Handler
 
@@ -72,4 +73,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/market/settlements", Access.SELLER, earnings.settlements),
     # Operator
     Route("POST", "/api/admin/credits", Access.OPERATOR, admin.credit),
+    Route("GET", "/api/admin/routing/weights", Access.OPERATOR, routing_admin.get_weights),
+    Route("PUT", "/api/admin/routing/weights", Access.OPERATOR, routing_admin.put_weights),
+    Route("GET", "/api/admin/listings/:id/quality", Access.OPERATOR, routing_admin.get_quality),
+    Route("PUT", "/api/admin/listings/:id/quality", Access.OPERATOR, routing_admin.put_quality),
+    Route("POST", "/api/admin/listings/:id/suspend", Access.OPERATOR, admin.suspend_listing),
+    Route("POST", "/api/admin/listings/:id/unsuspend", Access.OPERATOR, admin.unsuspend_listing),
+    Route("GET", "/api/admin/flagged-trades", Access.OPERATOR, admin.flagged),
+    Route("GET", "/api/admin/routing/activity", Access.OPERATOR, admin.activity),
 )

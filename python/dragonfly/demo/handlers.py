@@ -77,6 +77,10 @@ class SellerHandlers:
             except _BadRequest as exc:
                 return _error(400, str(exc))
 
+    def _reported(self, tokens: int) -> int:
+        """The token count the seller reports: the real one, times `usage_multiplier`."""
+        return round(tokens * self.config.usage_multiplier)
+
     # -- endpoints ------------------------------------------------------------------------------------
 
     async def models(self, request: web.Request) -> web.Response:
@@ -99,7 +103,11 @@ class SellerHandlers:
             raise _BadRequest("`max_tokens` must be a positive integer")
         cfg = self.config
         answer = echo.answer(messages, max_tokens, cfg.chunks)
-        usage = None if cfg.omit_usage else shapes.usage(echo.prompt_tokens(messages), len(answer.words))
+        usage = (
+            None
+            if cfg.omit_usage
+            else shapes.usage(self._reported(echo.prompt_tokens(messages)), self._reported(len(answer.words)))
+        )
         n = next(self._ids)
         cid, created, model = f"chatcmpl-demo-{n}", int(time.time()), body["model"]
         if body.get("stream"):
@@ -192,7 +200,7 @@ class SellerHandlers:
         data = [shapes.embedding_item(i, echo.embedding(text, dims), fmt) for i, text in enumerate(inputs)]
         out: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
         if not self.config.omit_usage:
-            tokens = sum(echo.count_words(t) for t in inputs)
+            tokens = self._reported(sum(echo.count_words(t) for t in inputs))
             out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
         self.stats.completed += 1
         return _json(out)

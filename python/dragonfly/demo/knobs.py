@@ -21,6 +21,7 @@ class SellerConfig:
     drop_mid_stream_after: int | None = None  # close the connection after writing N SSE events
     omit_usage: bool = False  # never report usage (non-stream body, stream usage chunk, embeddings)
     end_delay_s: float = 0.0  # pause between a stream's `data: [DONE]` and the end of its body
+    usage_multiplier: float = 1.0  # multiply the token counts it reports (an over-reporting seller)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -36,6 +37,8 @@ class SellerConfig:
             raise ValueError("fail_status must be an HTTP error status (400-599)")
         if self.drop_mid_stream_after is not None and self.drop_mid_stream_after < 0:
             raise ValueError("drop_mid_stream_after must be >= 0")
+        if isinstance(self.usage_multiplier, bool) or not 0 <= self.usage_multiplier <= 1_000_000:
+            raise ValueError("usage_multiplier must be a number in 0..1000000")
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply `changes` (knob name -> value) atomically: all valid, or nothing changes."""

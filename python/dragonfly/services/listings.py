@@ -238,6 +238,8 @@ async def update_listing(
     now = now_ms()
     async with db.transaction() as tx:
         row = await _owned(tx, account_id, listing_id)
+        if row["status"] == "suspended":  # prices and caps too: a price review must not lift it
+            raise Conflict("A suspended listing is changed by the platform, not the seller.")
         changes_ = _changes_from(fields)
         status = row["status"]
         if fields.get("status") is not None:

@@ -13,3 +13,11 @@ class Credit(Body):
     account_id: UUID
     amount_cents: int = Field(ge=1, le=100_000_000)
     note: str = Field(min_length=1, max_length=500)
+
+
+class Suspend(Body):
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class Unsuspend(Body):
+    pass

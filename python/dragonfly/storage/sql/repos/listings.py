@@ -110,7 +110,7 @@ async def soft_delete(tx: Executor, *, listing_id: str, now: int) -> None:
 async def pause_for_pool_key(tx: Executor, *, pool_key_id: str, now: int) -> int:
     return await tx.execute(
         "UPDATE listings SET status = 'paused', updated_at = $2"
-        " WHERE pool_key_id = $1 AND deleted_at IS NULL AND status <> 'paused'",
+        " WHERE pool_key_id = $1 AND deleted_at IS NULL AND status NOT IN ('paused', 'suspended')",
         pool_key_id,
         now,
     )
