@@ -2,6 +2,7 @@
 
 DragonflyError
  ├── InvalidRequest            400 invalid_request
+ │    └── ContextLengthExceeded 400 context_length_exceeded
  ├── InvalidApiKey             401 invalid_api_key
  ├── IpNotAllowed              403 ip_not_allowed
  ├── PermissionDenied          403 permission_denied
@@ -49,6 +50,10 @@ class DragonflyError(Exception):
 
 class InvalidRequest(DragonflyError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
 
 
 class InvalidApiKey(DragonflyError):

@@ -146,6 +146,22 @@ def test_seller_dying_mid_stream_is_an_api_error_in_the_sdk(market: Market, demo
     assert receipt(market, request_id)["status"] == "failed"
 
 
+def test_a_stream_that_broke_mid_way_still_ends(market: Market, demo_seller: DemoSeller) -> None:
+    # After the error event and [DONE] the response must end: a plain HTTP client reads to the end.
+    demo_seller.config.drop_mid_stream_after = 2
+    started = time.monotonic()
+    with requests.post(
+        f"{market.base_url}/chat/completions",
+        json={"model": "demo/echo-1", "messages": MESSAGES, "stream": True},
+        headers={"Authorization": f"Bearer {market.buyer_key}"},
+        stream=True,
+        timeout=(5, 5),
+    ) as r:
+        body = b"".join(r.iter_content(None))
+    assert body.endswith(b"data: [DONE]\n\n") and b"failed mid-stream" in body
+    assert time.monotonic() - started < 5
+
+
 def test_wrong_key_is_an_authentication_error(market: Market) -> None:
     with pytest.raises(openai.AuthenticationError) as exc:
         client(market, key="sk-df-" + "x" * 43).chat.completions.create(

@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from dragonfly.config import Settings
 from dragonfly.demo.seller import DemoSeller
 from dragonfly.domain.money import cents_to_micros
@@ -60,6 +62,7 @@ async def seed_listing(
     kind: str = "chat",
     rpm_cap: int | None = None,
     encoding: str | None = None,
+    context_length: int | None = None,
 ) -> tuple[str, str]:
     """A seller account with a pool key on `seller` and an active (probed) listing. Returns ids."""
     db = await open_database(settings.database_url)
@@ -88,6 +91,7 @@ async def seed_listing(
             kind=kind,
             rpm_cap=rpm_cap,
             encoding=encoding,
+            context_length=context_length,
         )
         run = await probe_listing(db, settings, SecretBox(settings.secret_key), listing["id"])
         assert run.get("passed"), run
@@ -110,6 +114,13 @@ async def seed_buyer(
         return buyer_id, key["key"]
     finally:
         await db.close()
+
+
+def login(origin: str, email: str = "buyer@e2e.test", password: str = "buyer-password-1") -> dict[str, str]:
+    """A dashboard session through the public port: the Authorization header for /api/*."""
+    r = requests.post(f"{origin}/api/auth/login", json={"email": email, "password": password}, timeout=10)
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 def start_serve(

@@ -9,7 +9,7 @@ import orjson
 
 from dragonfly.domain.money import price_str, usd
 from dragonfly.errors import InvalidRequest, NotFound
-from dragonfly.gateway.auth import authenticate, check_ip, client_ip
+from dragonfly.gateway.auth import check_ip, client_ip
 from dragonfly.gateway.http import query_param, send_json
 from dragonfly.ids import iso
 from dragonfly.storage.sql.repos import trades
@@ -26,8 +26,8 @@ def _median_price(values: list[int]) -> str:
 
 
 async def list_models(rt: Runtime, scope: Any, proto: Any, request_id: str) -> None:
+    key = await rt.keys.authenticate(scope.headers)
     snap = rt.snapshot
-    key = authenticate(snap, rt.hasher, scope.headers)
     check_ip(key, client_ip(scope, scope.headers, rt.settings.trusted_proxies))
     data = []
     for model, listings in sorted(snap.listings_by_model.items()):
@@ -86,7 +86,7 @@ def render_trade(t: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_generation(rt: Runtime, scope: Any, proto: Any, request_id: str) -> None:
-    key = authenticate(rt.snapshot, rt.hasher, scope.headers)
+    key = await rt.keys.authenticate(scope.headers)
     check_ip(key, client_ip(scope, scope.headers, rt.settings.trusted_proxies))
     trade_id = query_param(scope.query_string, "id")
     if not trade_id:

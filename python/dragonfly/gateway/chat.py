@@ -14,20 +14,33 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from dragonfly.domain.money import worst_case_hold
+from dragonfly.domain.trade import (
+    AttemptPlan,
+    UpstreamFailureKind,
+    context_refusal,
+    tokens_needed,
+    within_context,
+)
 from dragonfly.errors import (
-    BudgetExceeded,
     DragonflyError,
-    InsufficientBalance,
     InvalidRequest,
-    RateLimited,
+    NoListingMatchesProfile,
     ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
 )
-from dragonfly.gateway.auth import authenticate, check_ip, client_ip
+from dragonfly.gateway.auth import check_ip, client_ip
 from dragonfly.gateway.failpoints import Failpoints
 from dragonfly.gateway.http import read_body, send_json
-from dragonfly.gateway.override import narrow, override_profile, parse_override
+from dragonfly.gateway.override import (
+    Override,
+    narrow,
+    override_profile,
+    parse_override,
+    stricter_fallback,
+    within_key_profile,
+)
+from dragonfly.gateway.snapshot import ListingInfo, ProfileInfo
 from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
 from dragonfly.gateway.upstream import (
     H1Response,
@@ -55,7 +68,7 @@ MAX_UPSTREAM_BODY = 32 * 1024 * 1024
 SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
 
 
-def _upstream_error_message(raw: bytes) -> str:
+def _upstream_error_message(raw: bytes) -> str | None:
     try:
         err = orjson.loads(raw).get("error")
         msg = err.get("message") if isinstance(err, dict) else err
@@ -63,7 +76,7 @@ def _upstream_error_message(raw: bytes) -> str:
             return msg[:500]
     except (orjson.JSONDecodeError, AttributeError):
         pass
-    return "The upstream provider rejected the request."
+    return None
 
 
 # Bodies above this size are parsed/counted on a worker thread (the native calls release the GIL), so a
@@ -92,19 +105,20 @@ class Inference:
     async def __call__(self, scope: Any, proto: Any, request_id: str) -> None:
         rt = self.rt
         headers = scope.headers
-        body = await read_body(proto, headers, rt.settings.max_body_bytes)
+        # Authenticate from the headers first: from here on every refusal leaves a receipt.
+        key = await rt.keys.authenticate(headers)
+        trade = TradeState(request_id=request_id, key=key, model="", streamed=False)
         try:
-            pre = await _native_call(len(body), preparse_request, body)
-        except NativeError as exc:
-            raise InvalidRequest(f"Invalid request body: {exc}") from None
-        snap = rt.snapshot
-        key = authenticate(snap, rt.hasher, headers)
-        check_ip(key, client_ip(scope, headers, rt.settings.trusted_proxies))
-        if not pre.model:
-            raise InvalidRequest("you must provide a model parameter", param="model")
-        streamed = pre.stream and self.kind == "chat"
-        trade = TradeState(request_id=request_id, key=key, model=pre.model, streamed=streamed)
-        try:
+            check_ip(key, client_ip(scope, headers, rt.settings.trusted_proxies))
+            body = await read_body(proto, headers, rt.settings.max_body_bytes)
+            try:
+                pre = await _native_call(len(body), preparse_request, body)
+            except NativeError as exc:
+                raise InvalidRequest(f"Invalid request body: {exc}") from None
+            if not pre.model:
+                raise InvalidRequest("you must provide a model parameter", param="model")
+            trade.model = pre.model
+            trade.streamed = pre.stream and self.kind == "chat"
             await self._trade(proto, body, pre, trade)
         except DragonflyError as err:
             # Every authenticated request leaves a receipt, refused and failed ones too (no charge).
@@ -114,28 +128,91 @@ class Inference:
                 log.error("could not record failed trade: %s", type(exc).__name__)
             raise
 
-    async def _trade(self, proto: Any, body: bytes, pre: Any, trade: TradeState) -> None:
+    def _candidates(
+        self,
+        pre: Any,
+        key_profile: ProfileInfo,
+        profile: ProfileInfo,
+        override: Override | None,
+        now: int,
+        seed: int,
+    ) -> tuple[list[ListingInfo], AttemptPlan]:
+        """The listings this request may go to, best first, and the fallback plan (domain/trade.py)."""
         rt = self.rt
         snap = rt.snapshot
-        override = parse_override(pre.dragonfly)
-        profile = override_profile(
-            snap, trade.key.account_id, rt.router.profile_for(snap, trade.key), override
-        )
-        max_attempts = profile.fallback_attempts
-        retry_on = profile.retry_on
+        needed = tokens_needed(pre.prompt_tokens, pre.max_tokens if self.kind == "chat" else None)
+        listed = [x for x in snap.listings_by_model.get(pre.model, ()) if x.kind == self.kind and x.routable]
+        if listed and not within_context(listed, needed):
+            # Refused before any seller sees it: no listing of this model could take the prompt.
+            largest = max(x.context_length or 0 for x in listed)
+            raise context_refusal(pre.model, pre.prompt_tokens, pre.max_tokens, largest)
+        attempts, retry_on = profile.fallback_attempts, profile.retry_on
+        # A short list is enough to fall back on; a filtering override sees the whole ranking.
+        limit = attempts + 4 if override is None else len(listed) + 1
+        candidates = rt.router.candidates(snap, profile, pre.model, self.kind, now, seed, limit)
+        if profile is not key_profile:
+            candidates = within_key_profile(
+                rt.router.market, key_profile, snap, pre.model, now, seed, candidates
+            )
+            attempts, retry_on = stricter_fallback(profile, key_profile)
+        candidates = narrow(candidates, override, pre.model)
+        fitting = within_context(candidates, needed)
+        if not fitting:
+            raise NoListingMatchesProfile(
+                f"No listing for `{pre.model}` that satisfies the routing profile has a context window "
+                f"of {needed} tokens.",
+                headers={"x-should-retry": "false"},
+            )
+        return fitting, AttemptPlan(attempts, retry_on)
+
+    async def _trade(self, proto: Any, body: bytes, pre: Any, trade: TradeState) -> None:
+        """Route, then attempt; every decision is offered to the routing-activity recorder (sampled)."""
+        rt = self.rt
+        snap = rt.snapshot
         now = int(time.time() * 1000)
         seed = zlib.crc32(trade.request_id.encode())
-        candidates = rt.router.candidates(snap, profile, pre.model, self.kind, now, seed, max_attempts + 4)
-        candidates = narrow(candidates, override, pre.model)
+        override = parse_override(pre.dragonfly)
+        key_profile = rt.router.profile_for(snap, trade.key)
+        profile = override_profile(snap, trade.key.account_id, key_profile, override)
+        outcome, error_code = "failed", None
+        try:
+            candidates, plan = self._candidates(pre, key_profile, profile, override, now, seed)
+            outcome, error_code = await self._attempts(proto, body, pre, trade, candidates, plan, now)
+        except DragonflyError as err:
+            error_code = err.code
+            raise
+        finally:
+            if outcome != "completed" and not any(a.status != "refused" for a in trade.attempts):
+                outcome = "refused"  # no seller was called
+            rt.activity.record(
+                model=pre.model,
+                profile_id=profile.id,
+                strategy=profile.strategy,
+                now_ms=now,
+                seed=seed,
+                chosen_listing_id=trade.listing.id if trade.listing is not None else None,
+                outcome=outcome,
+                error_code=error_code,
+                trade_id=trade.request_id,
+            )
+
+    async def _attempts(
+        self,
+        proto: Any,
+        body: bytes,
+        pre: Any,
+        trade: TradeState,
+        candidates: list[ListingInfo],
+        plan: AttemptPlan,
+        now: int,
+    ) -> tuple[str, str | None]:
+        """Admit and forward, listing after listing, as the plan says; returns the trade's status."""
+        rt = self.rt
         completion_hold = 0 if self.kind == "embeddings" else pre.max_tokens or DEFAULT_COMPLETION_HOLD
         trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
         trade.hold_completion_tokens = completion_hold * max(1, pre.n)
-        last_error: DragonflyError | None = None
-        rate_limited: int | None = None
-        limits: list[int] = []  # the caps that refused us, for the x-ratelimit-* headers
-        tried = 0
         for listing in candidates:
-            if tried >= max_attempts:
+            if not plan.may_attempt:
                 break
             if listing.count_encoding != pre.encoding:
                 # Count the prompt with the tokenizer this listing uses (one more pass over the body).
@@ -163,17 +240,13 @@ class Inference:
                 )
             )
             if not adm.ok:
-                if adm.refusal == "insufficient_balance":
-                    raise InsufficientBalance("Your account balance is too low for this request.")
-                if adm.refusal == "budget_exceeded":
-                    raise BudgetExceeded("This key has reached its monthly budget.")
+                cap = listing.rpm_cap if adm.refusal == "listing_rpm" else listing.concurrency_cap
+                step = plan.refused(adm.refusal or "", adm.retry_after_s, cap)
+                if step.error is not None:
+                    raise step.error
                 trade.attempts.append(Attempt(listing.id, listing.provider, "refused", 0, adm.refusal))
-                rate_limited = min(rate_limited or adm.retry_after_s, adm.retry_after_s)
-                limits.append(
-                    (listing.rpm_cap if adm.refusal == "listing_rpm" else listing.concurrency_cap) or 0
-                )
                 continue
-            tried += 1
+            plan.started()
             trade.listing, trade.hold = listing, hold
             self.failpoints.hit("after_reserve")
             t0 = time.perf_counter_ns()
@@ -185,52 +258,29 @@ class Inference:
                     accept_sse=trade.streamed,
                 )
             except (UpstreamTimedOut, UpstreamConnectError) as exc:
-                timed_out = isinstance(exc, UpstreamTimedOut)
-                kind = "timeout" if timed_out else "connect_error"
-                await self._fail_attempt(trade, kind, t0, kind)
-                last_error = (
-                    UpstreamTimeout("The upstream provider timed out.")
-                    if timed_out
-                    else UpstreamError("The upstream provider could not be reached.")
+                kind: UpstreamFailureKind = (
+                    "timeout" if isinstance(exc, UpstreamTimedOut) else "connect_error"
                 )
-                if kind in retry_on:
-                    continue
-                break
-            if resp.status != 200:
+                await self._fail_attempt(trade, kind, t0, kind)
+                step = plan.unreachable(kind)
+            else:
+                if resp.status == 200:
+                    trade.attempts.append(Attempt(listing.id, listing.provider, "ok", 0))
+                    self.failpoints.hit("during_upstream")
+                    if trade.streamed:
+                        return await self._relay_stream(proto, resp, pre, trade, t0)
+                    await self._relay_body(proto, resp, pre, trade, t0)
+                    return "completed", None
                 try:
                     raw = await resp.read(64 * 1024)
                 except UpstreamFailure:
                     raw = b""
                 resp.release()
                 await self._fail_attempt(trade, "error", t0, f"http_{resp.status}")
-                if resp.status in (400, 413, 422):
-                    raise InvalidRequest(_upstream_error_message(raw))
-                last_error = UpstreamError(f"The upstream provider answered {resp.status}.")
-                retryable = "429" if resp.status == 429 else "5xx" if resp.status >= 500 else None
-                if retryable and retryable in retry_on:
-                    continue
-                break
-            trade.attempts.append(Attempt(listing.id, listing.provider, "ok", 0))
-            self.failpoints.hit("during_upstream")
-            if trade.streamed:
-                await self._relay_stream(proto, resp, pre, trade, t0)
-            else:
-                await self._relay_body(proto, resp, pre, trade, t0)
-            return
-        if last_error is not None:
-            raise last_error
-        if rate_limited is not None:
-            # OpenAI-style headers, so clients that pace themselves on them back off correctly.
-            raise RateLimited(
-                "Every matching listing is at its rate limit.",
-                retry_after_s=rate_limited,
-                headers={
-                    "x-ratelimit-limit-requests": str(max(limits, default=0)),
-                    "x-ratelimit-remaining-requests": "0",
-                    "x-ratelimit-reset-requests": f"{rate_limited}s",
-                },
-            )
-        raise UpstreamError("No listing could serve the request.")
+                step = plan.answered(resp.status, _upstream_error_message(raw))
+            if step.error is not None:
+                raise step.error
+        raise plan.final_error()
 
     async def _fail_attempt(self, trade: TradeState, status: str, t0: int, error_type: str) -> None:
         assert trade.listing is not None
@@ -299,7 +349,9 @@ class Inference:
         self._record_health(trade, True, usage)
         send_json(proto, 200, out["body"], trade.request_id)
 
-    async def _relay_stream(self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int) -> None:
+    async def _relay_stream(
+        self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int
+    ) -> tuple[str, str | None]:
         assert trade.listing is not None
         splicer = Splicer(
             trade.request_id,
@@ -383,3 +435,8 @@ class Inference:
             with contextlib.suppress(Exception):
                 # Exactly one [DONE], and only now that the trade is committed.
                 await transport.send_bytes(tail if tail.endswith(DONE) else tail + DONE)
+        # Granian ends the response when the transport is released. After a broken stream the seller
+        # error's traceback still holds this frame (and `relay`'s cell): drop the transport explicitly,
+        # or the buyer's connection stays open until the garbage collector runs.
+        transport = None
+        return status, error_code

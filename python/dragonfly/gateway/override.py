@@ -1,5 +1,9 @@
 """The per-request routing override: a top-level `dragonfly` object that can only NARROW the key's
-routing profile (docs/buyer.md): `{profile_id?, providers_allow?, max_output_price_per_mtok?}`."""
+routing profile (docs/buyer.md): `{profile_id?, providers_allow?, max_output_price_per_mtok?}`.
+
+A named `profile_id` (one of the account's own profiles) decides how candidates are RANKED (strategy and
+weights), but a listing must pass the filters of BOTH that profile and the key's own one, and the fallback
+is the stricter of the two: a key bound to a narrow profile cannot be widened by naming a wider one."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import orjson
 from dragonfly.domain.money import parse_price
 from dragonfly.errors import InvalidRequest, NoListingMatchesProfile
 from dragonfly.gateway.snapshot import ListingInfo, ProfileInfo, Snapshot
+from dragonfly.native.market import Market
 
 _FIELDS = frozenset({"profile_id", "providers_allow", "max_output_price_per_mtok"})
 
@@ -64,6 +69,26 @@ def override_profile(
             "dragonfly.profile_id is not one of your routing profiles", param="dragonfly.profile_id"
         )
     return profile
+
+
+def within_key_profile(
+    market: Market,
+    key_profile: ProfileInfo,
+    snap: Snapshot,
+    model: str,
+    now_ms: int,
+    seed: int,
+    candidates: list[ListingInfo],
+) -> list[ListingInfo]:
+    """Keep the candidates (ranked by a named profile) that the key's own profile admits too."""
+    everything = len(snap.listings_by_model.get(model, ()))
+    admitted = set(market.rank(model, key_profile.id, now_ms, seed, everything))
+    return [c for c in candidates if c.id in admitted]
+
+
+def stricter_fallback(a: ProfileInfo, b: ProfileInfo) -> tuple[int, frozenset[str]]:
+    """Fewest attempts, and only the failures both profiles retry on."""
+    return min(a.fallback_attempts, b.fallback_attempts), a.retry_on & b.retry_on
 
 
 def narrow(candidates: list[ListingInfo], ov: Override | None, model: str) -> list[ListingInfo]:

@@ -3,6 +3,7 @@ streaming pass-through (ARCHITECTURE.md, Processes: one public port)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -12,6 +13,8 @@ from dragonfly.gateway.http import read_body
 
 if TYPE_CHECKING:
     from dragonfly.gateway.runtime import Runtime
+
+log = logging.getLogger("dragonfly.gateway.proxy")
 
 _HOP_BY_HOP = frozenset(
     {
@@ -27,6 +30,7 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The control plane enforces its own, smaller limits; this only bounds what we buffer.
 _MAX_FORWARD = 8 * 1024 * 1024
 
@@ -68,6 +72,13 @@ async def forward(rt: Runtime, scope: Any, proto: Any, request_id: str, control_
         )
     except (aiohttp.ClientError, OSError, TimeoutError):
         raise ServiceUnavailable("The control plane is unavailable.") from None
+    if scope.method in _WRITES and resp.status < 400:
+        # A key, profile or listing change is in effect on the very next request through this port:
+        # the control plane committed before it answered, so reload before the caller hears back.
+        try:
+            await rt.reload_snapshot()
+        except Exception as exc:  # the poll catches up; the caller's change itself is committed
+            log.warning("snapshot reload after a change failed: %s", type(exc).__name__)
     try:
         out_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP]
         if not any(k.lower() == "x-request-id" for k, _ in out_headers):

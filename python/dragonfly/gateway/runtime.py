@@ -8,6 +8,9 @@ import logging
 import threading
 
 from dragonfly.config import Settings
+from dragonfly.gateway.activity import RoutingActivity
+from dragonfly.gateway.auth import KeyResolver
+from dragonfly.gateway.changes import ChangeListener
 from dragonfly.gateway.proxy import ControlPlaneClient
 from dragonfly.gateway.routing import Router
 from dragonfly.gateway.settlement import SettlementWriter
@@ -42,6 +45,7 @@ class Runtime:
         self.hasher = KeyHasher(settings.secret_key)
         self.box = SecretBox(settings.secret_key)
         self.router = Router()
+        self.activity = RoutingActivity(self.router.market, lambda: self._db)
         self.upstream = UpstreamClient(settings)
         self.control = ControlPlaneClient()
         # In-process, or Redis when configured; accounts it does not know yet are seeded on first touch.
@@ -52,6 +56,11 @@ class Runtime:
         self._snapshot: Snapshot | None = None
         self._encodings: set[EncodingName] = set()  # loaded or being loaded
         self._tasks: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
+        # Buyer keys: the snapshot, then a rate-limited database read-through for keys created since.
+        self.keys = KeyResolver(self.hasher, lambda: self.snapshot, lambda: self.db, self.reload_snapshot)
+        # PostgreSQL announces every change-sequence bump; polling stays as the fallback.
+        self.change_feed = ChangeListener(settings.database_url)
 
     @property
     def db(self) -> Database:
@@ -76,6 +85,8 @@ class Runtime:
         await self._settler.start()
         await self.upstream.start()
         await self.refresh(force=True)
+        await self.change_feed.start()
+        self.activity.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._poll(), name="snapshot-poll"))
 
     def _settlement_log(self) -> SettlementLog | None:
@@ -88,13 +99,19 @@ class Runtime:
         return None if path is None else SettlementLog(path)
 
     async def refresh(self, force: bool = False) -> None:
-        seq = await changes.current(self.db)
-        if force or self._snapshot is None or seq != self._snapshot.seq:
-            snap = await load_snapshot(self.db, self.box, seq, now_ms())
-            self.router.load(snap)
-            self._snapshot = snap
-            self._load_encodings(snap)
+        await self.reload_snapshot(force)
         await self._reseed()
+
+    async def reload_snapshot(self, force: bool = False) -> None:
+        """Load the snapshot when the change sequence moved. Callers that arrive while a load runs wait
+        for it and then check the sequence again (one load serves them all)."""
+        async with self._reload_lock:
+            seq = await changes.current(self.db)
+            if force or self._snapshot is None or seq != self._snapshot.seq:
+                snap = await load_snapshot(self.db, self.box, seq, now_ms())
+                self.router.load(snap)
+                self._snapshot = snap
+                self._load_encodings(snap)
 
     def _load_encodings(self, snap: Snapshot) -> None:
         """Load, off the event loop, every encoding the market's requests will be counted with: each
@@ -135,14 +152,19 @@ class Runtime:
 
     async def _poll(self) -> None:
         waited = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.settings.snapshot_poll_s)
-            waited += self.settings.snapshot_poll_s
+            started = loop.time()
+            # Woken early by a change notification (PostgreSQL), else after the poll interval.
+            await self.change_feed.wait(self.settings.snapshot_poll_s)
+            waited += loop.time() - started
             try:
                 seq = await changes.current(self.db)
-                if seq != self.snapshot.seq or waited >= RESEED_EVERY_S:
+                if seq != self.snapshot.seq:
+                    await self.reload_snapshot()
+                if waited >= RESEED_EVERY_S:
                     waited = 0.0
-                    await self.refresh()
+                    await self._reseed()
             except Exception as exc:  # keep serving from the last good snapshot
                 log.warning("snapshot refresh failed: %s", type(exc).__name__)
 
@@ -151,8 +173,10 @@ class Runtime:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        await self.change_feed.stop()
         if self._settler is not None:
             await self._settler.close()
+        await self.activity.close()
         await self.upstream.close()
         await self.control.close()
         await self.state.close()

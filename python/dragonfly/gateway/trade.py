@@ -12,9 +12,9 @@ import orjson
 
 from dragonfly.domain.ledger import Posting, trade_postings
 from dragonfly.domain.money import TradeCost, trade_cost
+from dragonfly.domain.trade_record import TradeRecord
 from dragonfly.gateway.snapshot import KeyInfo, ListingInfo
 from dragonfly.ids import now_ms
-from dragonfly.storage.sql.repos.trades import TradeRow
 
 # Upstream usage above the local count by more than this is flagged for review (tokenizers differ, so
 # small differences are normal; a seller inflating usage is not).
@@ -110,10 +110,10 @@ class TradeState:
 
     def row(
         self, status: str, usage: Usage | None, cost: TradeCost | None, error_code: str | None
-    ) -> TradeRow:
+    ) -> TradeRecord:
         lst = self.listing
         u = usage or Usage()
-        return TradeRow(
+        return TradeRecord(
             id=self.request_id,
             buyer_account_id=self.key.account_id,
             key_id=self.key.id,

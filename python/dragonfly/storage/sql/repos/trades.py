@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from operator import attrgetter
 
+from dragonfly.domain.trade_record import TradeRecord
 from dragonfly.storage.ports import Executor, Row
 
-
-@dataclass(frozen=True, slots=True)
-class TradeRow:
-    id: str
-    buyer_account_id: str
-    key_id: str
-    model: str
-    upstream_model: str | None
-    listing_id: str | None
-    seller_account_id: str | None
-    provider: str | None
-    streamed: int
-    status: str  # completed | failed | cancelled | refused
-    finish_reason: str | None
-    error_code: str | None
-    latency_ms: int | None
-    ttft_ms: int | None
-    tokens_prompt: int
-    tokens_completion: int
-    tokens_cached: int
-    native_tokens_prompt: int | None
-    native_tokens_completion: int | None
-    counted_tokens_completion: int | None
-    usage_audit: str
-    hold_micros: int
-    cost_micros: int
-    seller_payout_micros: int
-    platform_fee_micros: int
-    attempts: str  # JSON text
-    created_at: int
-    settled_at: int
-
+# The record is the domain's (what a trade is); this module only knows how it is stored.
+TradeRow = TradeRecord
 
 _COLUMNS = ", ".join(TradeRow.__dataclass_fields__)
 # A flat tuple of the fields in column order (dataclasses.astuple deep-copies and costs ~35 µs here).

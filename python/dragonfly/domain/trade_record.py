@@ -1,0 +1,38 @@
+"""What one trade is, as it is recorded: the row of the trades table and the receipt's source. Written
+once, at settlement, together with its journal; the gateway builds it, storage writes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    id: str
+    buyer_account_id: str
+    key_id: str
+    model: str
+    upstream_model: str | None
+    listing_id: str | None
+    seller_account_id: str | None
+    provider: str | None
+    streamed: int
+    status: str  # completed | failed | cancelled | refused
+    finish_reason: str | None
+    error_code: str | None
+    latency_ms: int | None
+    ttft_ms: int | None
+    tokens_prompt: int
+    tokens_completion: int
+    tokens_cached: int
+    native_tokens_prompt: int | None
+    native_tokens_completion: int | None
+    counted_tokens_completion: int | None
+    usage_audit: str
+    hold_micros: int
+    cost_micros: int
+    seller_payout_micros: int
+    platform_fee_micros: int
+    attempts: str  # JSON text
+    created_at: int
+    settled_at: int

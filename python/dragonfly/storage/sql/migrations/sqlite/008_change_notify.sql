@@ -1,0 +1,3 @@
+-- PostgreSQL announces change-sequence bumps (LISTEN/NOTIFY); SQLite has no such channel. An embedded
+-- deployment has one data-plane worker, which reloads after every API change it forwards and polls the
+-- sequence for writers it does not see (the CLI). Nothing to change in the schema.
