@@ -25,7 +25,10 @@ printf '\n==> resolve (%s) into %s\n' "$mode" "$scratch"
   --resolution "$resolution" --upgrade --quiet -o "$scratch/requirements.txt"
 
 # What moved, as "name: locked -> resolved" (names normalised the way the lock writes them).
-pins() { sed -nE 's/^([A-Za-z0-9._-]+)==([^ ;\\]+).*/\1 \2/p' "$1" | tr 'A-Z_.' 'a-z--' | sort; }
+pins() {
+  sed -nE 's/^([A-Za-z0-9._-]+)==([^ ;\\]+).*/\1 \2/p' "$1" \
+    | awk '{ name = tolower($1); gsub(/[_.]/, "-", name); print name, $2 }' | sort -u
+}
 join -a1 -a2 -e '(none)' -o 0,1.2,2.2 <(pins "$LOCK") <(pins "$scratch/requirements.txt") \
   | awk '$2 != $3 { printf "  %-28s %s -> %s\n", $1, $2, $3; n++ } END { if (!n) print "  (no version differs from the lock)" }' \
   >"$scratch/drift.txt"
