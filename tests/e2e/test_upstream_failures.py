@@ -96,3 +96,35 @@ def test_slow_seller_is_upstream_timeout_and_no_charge(
     assert r.json()["error"]["code"] == "upstream_timeout"
     assert r.headers["x-request-id"]
     assert asyncio.run(_buyer_balance(settings.database_url, buyer_id)) == 1_000_000
+
+
+def test_a_seller_refusing_its_own_credentials_falls_back_to_another(
+    database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    # The cheap seller's provider key is revoked after admission (it answers 401): that is the seller's
+    # fault, not the buyer's, so the request goes to the next listing and only that one is billed.
+    settings = market_settings(database_url, tmp_path / "data")
+    revoked, healthy = demo_seller_factory(), demo_seller_factory()
+    _, cheap_id = asyncio.run(seed_listing(settings, revoked, input_price="0.10", output_price="0.10"))
+    _, good_id = asyncio.run(seed_listing(settings, healthy, seller_email="healthy@e2e.test"))
+    _, key = asyncio.run(seed_buyer(settings, credit_cents=100))
+    origin = start_serve(processes, settings)
+    revoked.config.fail_status = 401
+    r = requests.post(
+        f"{origin}/v1/chat/completions",
+        json={"model": "demo/echo-1", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    receipt = requests.get(
+        f"{origin}/v1/generation",
+        params={"id": r.headers["x-request-id"]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()["data"]
+    assert receipt["listing_id"] == good_id
+    assert [(a["listing_id"], a.get("error_type")) for a in receipt["attempts"]] == [
+        (cheap_id, "http_401"),
+        (good_id, None),
+    ]

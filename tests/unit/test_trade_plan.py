@@ -69,8 +69,11 @@ def test_a_request_the_seller_calls_bad_stops_with_its_message(status: int) -> N
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, 409, 418])
-def test_other_seller_statuses_stop_as_upstream_errors(status: int) -> None:
+def test_other_seller_statuses_are_the_sellers_fault_and_fall_back_as_5xx(status: int) -> None:
     p = plan(5)
+    p.started()
+    assert p.answered(status).action == "next"
+    p = plan(5, frozenset({"timeout"}))  # a profile that does not retry 5xx
     p.started()
     step = p.answered(status)
     assert step.action == "stop" and isinstance(step.error, UpstreamError)
@@ -135,14 +138,8 @@ def test_an_invalid_policy_is_refused(bad: tuple[int, frozenset[str]]) -> None:
 
 
 def test_retry_classes() -> None:
-    assert [retry_class(s) for s in (429, 500, 503, 599, 400, 404)] == [
-        "429",
-        "5xx",
-        "5xx",
-        "5xx",
-        None,
-        None,
-    ]
+    statuses = (429, 500, 503, 599, 401, 404, 400, 413, 422)
+    assert [retry_class(s) for s in statuses] == ["429", "5xx", "5xx", "5xx", "5xx", "5xx", None, None, None]
 
 
 Outcome = tuple[str, int]

@@ -11,7 +11,8 @@ Vocabulary (the values of a profile's `fallback.retry_on`): `429`, `5xx`, `timeo
 | upstream 200                             | relay                                                     |
 | upstream 400 / 413 / 422                 | stop: 400 with the seller's message (the request is bad)  |
 | upstream 429, 5xx, timeout, connect error| next listing if in retry_on and attempts remain, else stop|
-| upstream other status (401, 403, 404...) | stop: 502 upstream_error                                  |
+| upstream other status (401, 403, 404...) | as 5xx: the seller's fault (a revoked provider key, a     |
+|                                          | model it no longer serves), so another listing may answer |
 | no listing left                          | the last upstream error; else 429 rate_limited when caps  |
 |                                          | refused; else 502 upstream_error                          |
 
@@ -58,12 +59,13 @@ def _stop(error: DragonflyError) -> Step:
 
 
 def retry_class(status: int) -> str | None:
-    """The `retry_on` name of an upstream HTTP status, or None when no fallback can help."""
+    """The `retry_on` name of a failed upstream HTTP status, or None when the request itself is bad (no
+    other seller would take it). Any other status is the seller's fault and retries as `5xx`."""
+    if status in (400, 413, 422):
+        return None
     if status == 429:
         return "429"
-    if status >= 500:
-        return "5xx"
-    return None
+    return "5xx"
 
 
 @dataclass(slots=True)
@@ -123,11 +125,7 @@ class AttemptPlan:
             # The request itself is bad: another seller would refuse it too.
             return _stop(InvalidRequest(seller_message or "The upstream provider rejected the request."))
         error = UpstreamError(f"The upstream provider answered {status}.")
-        retryable = retry_class(status)
-        if retryable is None:
-            self.last_error = error
-            return _stop(error)
-        return self._fall_back(retryable, error)
+        return self._fall_back(retry_class(status) or "5xx", error)
 
     def _fall_back(self, retry_as: str, error: DragonflyError) -> Step:
         self.last_error = error
