@@ -135,3 +135,21 @@ def test_quality_formula() -> None:
     assert market_quality(0.9, None) == (0.9, True)
     assert market_quality(0.9, 0.1) == (0.1, False)
     assert market_quality(1.5, None) == (1.0, True) and market_quality(None, float("nan")) == (0.5, False)
+
+
+def test_a_refusal_says_do_not_retry_only_when_nothing_live_could_lift_it() -> None:
+    listing = _listing("a", 1_000_000, concurrency_cap=1)
+    ceiling = ProfileInfo("p-price", "acct", "balanced", {"max_input_price": 10})
+    plain = ProfileInfo("p-plain", "acct", "balanced", {})
+    router = Router()
+    snap = _snapshot([listing], [ceiling, plain])
+    router.load(snap)
+    # Excluded by a price ceiling: static, the same request will be refused again.
+    with pytest.raises(NoListingMatchesProfile) as exc:
+        router.candidates(snap, ceiling, MODEL, "chat", 1_000, 1, 5)
+    assert exc.value.headers == {"x-should-retry": "false"}
+    # Excluded because its one concurrency slot is taken: that passes, so the SDK may retry.
+    router.market.set_inflight("a", 1)
+    with pytest.raises(NoListingMatchesProfile) as exc:
+        router.candidates(snap, plain, MODEL, "chat", 1_000, 1, 5)
+    assert "x-should-retry" not in exc.value.headers and exc.value.headers["retry-after"] == "1"

@@ -28,6 +28,9 @@ from dragonfly.native.market import (
 )
 
 BUILTIN_PREFIX = "builtin:"
+# Exclusions that live traffic can lift (the native core's reason codes): a refusal they cause is worth
+# retrying, so it does not carry `x-should-retry: false`.
+_DYNAMIC_EXCLUSIONS = frozenset({"capacity_full", "ttft_above_target", "throughput_below_target"})
 log = logging.getLogger("dragonfly.gateway.routing")
 
 
@@ -124,8 +127,15 @@ class Router:
         out = [snap.listings_by_id[i] for i in ids if i in snap.listings_by_id]
         out = [x for x in out if x.kind == kind]
         if not out:
+            static = self.exclusion_is_static(model, profile.id, now_ms, seed)
             raise NoListingMatchesProfile(
                 f"No active listing for `{model}` satisfies the routing profile.",
-                headers={"x-should-retry": "false"},
+                headers={"x-should-retry": "false"} if static else {"retry-after": "1"},
             )
         return out
+
+    def exclusion_is_static(self, model: str, profile_id: str, now_ms: int, seed: int) -> bool:
+        """Whether a request refused for its profile would be refused again as it is: true unless some
+        listing was excluded only for a live measurement or a full concurrency cap, which can change."""
+        rows = self.market.explain(model, profile_id, now_ms, seed)
+        return not any(row.get("excluded") in _DYNAMIC_EXCLUSIONS for row in rows)
