@@ -56,6 +56,16 @@ class Settings:
     log_level: str = "info"
     # Crash-test hook: the data plane calls os._exit at this named point of a trade (tests only).
     failpoint: str | None = None
+    # Listing health (domain/health.py): when live failures degrade and suspend a contract.
+    health_degrade_after: int = 5  # failed calls in a row: active -> degraded
+    health_suspend_after: int = 10  # failed calls in a row (the same streak): degraded -> suspended
+    health_recover_after: int = 5  # successful calls in a row: degraded -> active
+    health_window_s: float = 30.0  # success-rate window
+    health_min_requests: int = 20  # outcomes in the window before the success-rate rule applies
+    health_rate_margin: float = 0.2  # degrade when this far below the model's other listings' rate
+    health_base_ejection_s: float = 30.0  # first suspension; degraded listings are re-probed after it
+    health_max_ejection_s: float = 300.0
+    health_max_ejected_pct: float = 50.0  # never suspend more of a model's routable listings at once
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -95,6 +105,7 @@ class Settings:
             "workers": int(e.get("DRAGONFLY_WORKERS", base.workers)),
             "log_level": e.get("DRAGONFLY_LOG_LEVEL", base.log_level),
             "failpoint": e.get("DRAGONFLY_FAILPOINT") or None,
+            **_health_env(e, base),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(base, **values).resolved()
@@ -113,6 +124,28 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite:") and not self.redis_url
+
+
+_HEALTH_ENV = {
+    "health_degrade_after": "DRAGONFLY_HEALTH_DEGRADE_AFTER",
+    "health_suspend_after": "DRAGONFLY_HEALTH_SUSPEND_AFTER",
+    "health_recover_after": "DRAGONFLY_HEALTH_RECOVER_AFTER",
+    "health_window_s": "DRAGONFLY_HEALTH_WINDOW_S",
+    "health_min_requests": "DRAGONFLY_HEALTH_MIN_REQUESTS",
+    "health_rate_margin": "DRAGONFLY_HEALTH_RATE_MARGIN",
+    "health_base_ejection_s": "DRAGONFLY_HEALTH_BASE_EJECTION_S",
+    "health_max_ejection_s": "DRAGONFLY_HEALTH_MAX_EJECTION_S",
+    "health_max_ejected_pct": "DRAGONFLY_HEALTH_MAX_EJECTED_PCT",
+}
+
+
+def _health_env(env: dict[str, str], base: Settings) -> dict[str, Any]:
+    """The listing-health thresholds, each of the type of its default."""
+    out: dict[str, Any] = {}
+    for name, var in _HEALTH_ENV.items():
+        default = getattr(base, name)
+        out[name] = type(default)(env.get(var, default))
+    return out
 
 
 def _load_or_create_secret(path: Path) -> str:

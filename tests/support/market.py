@@ -63,6 +63,7 @@ async def seed_listing(
     rpm_cap: int | None = None,
     encoding: str | None = None,
     context_length: int | None = None,
+    price_unit: str | None = None,
 ) -> tuple[str, str]:
     """A seller account with a pool key on `seller` and an active (probed) listing. Returns ids."""
     db = await open_database(settings.database_url)
@@ -92,6 +93,7 @@ async def seed_listing(
             rpm_cap=rpm_cap,
             encoding=encoding,
             context_length=context_length,
+            price_unit=price_unit,
         )
         run = await probe_listing(db, settings, SecretBox(settings.secret_key), listing["id"])
         assert run.get("passed"), run

@@ -9,6 +9,7 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 from support.ledger_seed import make_trade
 
@@ -131,3 +132,14 @@ def test_a_write_the_disk_cannot_finish_raises_and_leaves_no_partial_record(tmp_
     log = SettlementLog(str(path))
     assert [t.id for t, _ in log.open()] == ["t-0"]
     assert path.stat().st_size == len(encode(_row("t-0"), POSTINGS))
+
+
+def test_a_record_from_before_the_speech_columns_still_reads() -> None:
+    # Written by the version before trades had `price_unit` and `characters_prompt` (migration 009).
+    record = orjson.loads(encode(_row("t-old"), POSTINGS))
+    del record["trade"]["price_unit"], record["trade"]["characters_prompt"]
+    trade, postings = decode(orjson.dumps(record))
+    assert trade == _row("t-old") and trade.price_unit is None and postings == POSTINGS
+    record["trade"]["unknown_column"] = 1
+    with pytest.raises(ValueError):
+        decode(orjson.dumps(record))

@@ -24,9 +24,10 @@ from dragonfly.mail import build_mailer
 from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.security.sessions import SessionTokens
+from dragonfly.services import health
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.state.factory import make_state_store
-from dragonfly.workers import settlement
+from dragonfly.workers import reprobe, settlement
 
 log = logging.getLogger("dragonfly.api")
 SHUTDOWN_GRACE_S = 5.0
@@ -56,6 +57,9 @@ async def _startup(state: AppState) -> None:
         settlement.run_forever(state.db_, lock_s=settings.earnings_lock_s, period_s=period_s),
         name="earnings-settlement",
     )
+    # Degraded and health-suspended listings come back through this re-probe (workers/reprobe.py).
+    policy = health.policy_from(settings)  # inconsistent DRAGONFLY_HEALTH_* values stop the start
+    state.spawn(reprobe.run_forever(state.db_, settings, state.box, policy), name="listing-reprobe")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(_terminate(state)))

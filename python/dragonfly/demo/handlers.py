@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dragonfly.demo import echo, shapes
+from dragonfly.demo import audio, echo, shapes
 from dragonfly.demo.knobs import SellerConfig
 from dragonfly.demo.stats import SellerStats
 
@@ -73,6 +73,8 @@ class SellerHandlers:
                     return _error(404, f"The model `{body['model']}` does not exist.", "model_not_found")
                 if kind == "chat":
                     return await self._chat(request, body)
+                if kind == "speech":
+                    return await self._speech(request, body)
                 return self._embeddings(body)
             except _BadRequest as exc:
                 return _error(400, str(exc))
@@ -93,6 +95,9 @@ class SellerHandlers:
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._inference(request, "embeddings")
+
+    async def speech(self, request: web.Request) -> web.StreamResponse:
+        return await self._inference(request, "speech")
 
     async def _chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         messages = body.get("messages")
@@ -205,6 +210,48 @@ class SellerHandlers:
         self.stats.completed += 1
         return _json(out)
 
+    async def _speech(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """Deterministic audio (demo/audio.py), streamed in pieces (chunked, or with a content-length when
+        `audio_content_length`): `first_token_delay_s` before the first, `chunk_delay_s` before each later
+        one, and the connection closed after `drop_mid_stream_after` of them."""
+        text = body.get("input")
+        if not isinstance(text, str) or not text:
+            raise _BadRequest("`input` must be a non-empty string")
+        if not isinstance(body.get("voice"), str | dict) or not body["voice"]:
+            raise _BadRequest("`voice` is required")
+        fmt = body.get("response_format") or audio.DEFAULT_FORMAT
+        if fmt not in audio.FORMATS:
+            raise _BadRequest(f"the demo seller synthesises wav or pcm, not {fmt!r}")
+        speed = body.get("speed", 1.0)
+        if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4.0:
+            raise _BadRequest("`speed` must be a number in 0.25..4.0")
+        if not isinstance(body.get("instructions", ""), str):
+            raise _BadRequest("`instructions` must be a string")
+        cfg = self.config
+        pieces = audio.chunks(audio.speech(text, fmt, float(speed)))
+        resp = web.StreamResponse(
+            headers={"Content-Type": audio.FORMATS[fmt], "x-request-id": f"req_demo_{next(self._ids)}"}
+        )
+        if cfg.audio_content_length:
+            resp.content_length = sum(len(p) for p in pieces)
+        try:
+            await resp.prepare(request)
+            for i, piece in enumerate(pieces):
+                if cfg.drop_mid_stream_after is not None and i >= cfg.drop_mid_stream_after:
+                    if request.transport is not None:
+                        request.transport.close()
+                    return resp
+                delay = cfg.first_token_delay_s if i == 0 else cfg.chunk_delay_s
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await resp.write(piece)
+            await resp.write_eof()
+        except (asyncio.CancelledError, ConnectionError):
+            self.stats.cancelled += 1
+            raise
+        self.stats.completed += 1
+        return resp
+
     # -- test hooks -----------------------------------------------------------------------------------
 
     async def get_stats(self, request: web.Request) -> web.Response:
@@ -234,6 +281,7 @@ def make_app(config: SellerConfig, stats: SellerStats) -> web.Application:
     app.router.add_get("/v1/models", h.models)
     app.router.add_post("/v1/chat/completions", h.chat_completions)
     app.router.add_post("/v1/embeddings", h.embeddings)
+    app.router.add_post("/v1/audio/speech", h.speech)
     app.router.add_get("/_stats", h.get_stats)
     app.router.add_post("/_reset", h.reset_stats)
     app.router.add_get("/_config", h.get_config)

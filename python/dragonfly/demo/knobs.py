@@ -14,14 +14,15 @@ DEFAULT_MODELS = ("echo-1",)
 class SellerConfig:
     api_key: str = DEFAULT_API_KEY
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    chunk_delay_s: float = 0.0  # pause before every streamed content chunk after the first
+    chunk_delay_s: float = 0.0  # pause before every streamed content (or audio) chunk after the first
     first_token_delay_s: float = 0.0  # pause after the response headers, before the first chunk
     chunks: int | None = None  # force exactly this many content chunks (answer words repeated)
-    fail_status: int | None = None  # answer every chat/embeddings request with this HTTP error
-    drop_mid_stream_after: int | None = None  # close the connection after writing N SSE events
+    fail_status: int | None = None  # answer every chat/embeddings/speech request with this HTTP error
+    drop_mid_stream_after: int | None = None  # close the connection after writing N SSE events (audio chunks)
     omit_usage: bool = False  # never report usage (non-stream body, stream usage chunk, embeddings)
     end_delay_s: float = 0.0  # pause between a stream's `data: [DONE]` and the end of its body
     usage_multiplier: float = 1.0  # multiply the token counts it reports (an over-reporting seller)
+    audio_content_length: bool = False  # speech: declare the audio's length instead of sending it chunked
 
     def __post_init__(self) -> None:
         self.validate()

@@ -10,7 +10,7 @@ from typing import Any
 
 @dataclass
 class SellerStats:
-    requests: int = 0  # inference requests received (chat + embeddings), whatever their outcome
+    requests: int = 0  # inference requests received (chat, embeddings, speech), whatever their outcome
     concurrent: int = 0  # inference requests open right now
     max_concurrent: int = 0  # peak of `concurrent` since the last reset
     cancelled: int = 0  # streams the client abandoned before the end

@@ -1,4 +1,5 @@
-"""Listing lifecycle rules: price review and which status changes a seller may ask for."""
+"""Listing lifecycle rules: price review, which status changes a seller may ask for, and which listings
+may state a price unit."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ def needs_price_review(
 
 
 def unpaused_status(contract_status: str) -> str:
-    """Where a listing goes when resumed or when its price is confirmed: routable only with an active
-    (or degraded) contract, otherwise back to waiting for its admission probe."""
-    return "active" if contract_status in ("active", "degraded") else "pending"
+    """Where a listing goes when resumed or when its price is confirmed: `active` with an active or
+    degraded contract, and with a contract health suspended (unroutable until a re-probe or the seller's
+    unsuspend lifts it; an operator suspension never reaches here: it suspends the listing itself);
+    otherwise back to waiting for its admission probe."""
+    return "active" if contract_status in ("active", "degraded", "suspended") else "pending"
 
 
 def seller_status_change(current: str, requested: str, contract_status: str) -> str:
@@ -40,3 +43,19 @@ def seller_status_change(current: str, requested: str, contract_status: str) -> 
     if requested == "active":
         return unpaused_status(contract_status)
     raise ValueError(f"unknown status {requested!r}")
+
+
+# What a listing's input price is per. Every kind is priced per token; a speech listing may instead be
+# priced per input character (USD per 1M characters), as text-to-speech providers bill.
+PRICE_UNITS = ("token", "character")
+PRICED_PER_CHARACTER_KINDS = ("speech",)
+
+
+def check_price_unit(kind: str, unit: str | None) -> None:
+    """Raises ValueError unless a listing of `kind` may state `unit` (None: not stated)."""
+    if unit is None:
+        return
+    if kind not in PRICED_PER_CHARACTER_KINDS:
+        raise ValueError(f"price_unit applies to speech listings only; a {kind} listing is priced per token.")
+    if unit not in PRICE_UNITS:
+        raise ValueError(f"price_unit must be one of {', '.join(PRICE_UNITS)}.")

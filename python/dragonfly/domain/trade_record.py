@@ -36,3 +36,8 @@ class TradeRecord:
     attempts: str  # JSON text
     created_at: int
     settled_at: int
+    # What the listing's input price was per (`token` | `character`; None when no listing answered), and
+    # the request's input characters (speech only). Defaulted: settlement-log records written before they
+    # existed still read (storage/sql/settlement_log.py).
+    price_unit: str | None = None
+    characters_prompt: int | None = None

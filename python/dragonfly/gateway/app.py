@@ -16,6 +16,7 @@ from dragonfly.gateway import catalog, proxy
 from dragonfly.gateway.chat import Inference
 from dragonfly.gateway.http import send_error, send_json
 from dragonfly.gateway.runtime import Runtime
+from dragonfly.gateway.speech import Speech
 from dragonfly.ids import new_id
 
 log = logging.getLogger("dragonfly.gateway")
@@ -33,6 +34,7 @@ class GatewayApp:
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): chat,
             ("POST", "/v1/embeddings"): embeddings,
+            ("POST", "/v1/audio/speech"): Speech(self.rt),
             ("GET", "/v1/models"): lambda s, p, r: catalog.list_models(self.rt, s, p, r),
             ("GET", "/v1/generation"): lambda s, p, r: catalog.get_generation(self.rt, s, p, r),
             ("GET", "/healthz"): self._health,

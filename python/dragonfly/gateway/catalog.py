@@ -76,6 +76,9 @@ def render_trade(t: dict[str, Any]) -> dict[str, Any]:
         "native_tokens_prompt": t["native_tokens_prompt"],
         "native_tokens_completion": t["native_tokens_completion"],
         "counted_tokens_completion": t["counted_tokens_completion"],
+        "characters_prompt": t["characters_prompt"],
+        # Trades settled before price units existed were all priced per token.
+        "price_unit": t["price_unit"] or ("token" if t["listing_id"] else None),
         "usage_audit": t["usage_audit"],
         "total_cost_usd": usd(int(t["cost_micros"])),
         "seller_payout_usd": usd(int(t["seller_payout_micros"])),

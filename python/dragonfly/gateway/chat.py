@@ -1,5 +1,6 @@
 """POST /v1/chat/completions and /v1/embeddings: pre-parse, authenticate, rank, admit, forward with
-fallback, splice, settle. The order of these steps is the request life cycle in ARCHITECTURE.md."""
+fallback, splice, settle. The order of these steps is the request life cycle in ARCHITECTURE.md.
+Another kind of endpoint subclasses `Inference` and overrides `_hold` and `_relay` (gateway/speech.py)."""
 
 from __future__ import annotations
 
@@ -208,8 +209,7 @@ class Inference:
     ) -> tuple[str, str | None]:
         """Admit and forward, listing after listing, as the plan says; returns the trade's status."""
         rt = self.rt
-        completion_hold = 0 if self.kind == "embeddings" else pre.max_tokens or DEFAULT_COMPLETION_HOLD
-        trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
+        completion_hold = 0 if self.kind != "chat" else pre.max_tokens or DEFAULT_COMPLETION_HOLD
         trade.hold_completion_tokens = completion_hold * max(1, pre.n)
         for listing in candidates:
             if not plan.may_attempt:
@@ -217,14 +217,7 @@ class Inference:
             if listing.count_encoding != pre.encoding:
                 # Count the prompt with the tokenizer this listing uses (one more pass over the body).
                 pre = await _native_call(len(body), preparse_request, body, listing.count_encoding)
-                trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
-            hold = worst_case_hold(
-                prompt_tokens=trade.hold_prompt_tokens,
-                max_completion_tokens=trade.hold_completion_tokens,
-                # A cached-input price above the input price must not make cost exceed the hold.
-                input_price=max(listing.input_price, listing.cached_input_price or 0),
-                output_price=listing.output_price,
-            )
+            hold = self._hold(trade, listing, pre)
             adm = await rt.state.admit(
                 AdmissionRequest(
                     request_id=trade.request_id,
@@ -267,10 +260,7 @@ class Inference:
                 if resp.status == 200:
                     trade.attempts.append(Attempt(listing.id, listing.provider, "ok", 0))
                     self.failpoints.hit("during_upstream")
-                    if trade.streamed:
-                        return await self._relay_stream(proto, resp, pre, trade, t0)
-                    await self._relay_body(proto, resp, pre, trade, t0)
-                    return "completed", None
+                    return await self._relay(proto, resp, pre, trade, t0)
                 try:
                     raw = await resp.read(64 * 1024)
                 except UpstreamFailure:
@@ -282,12 +272,34 @@ class Inference:
                 raise step.error
         raise plan.final_error()
 
+    def _hold(self, trade: TradeState, listing: ListingInfo, pre: Any) -> int:
+        """The worst case the request can cost at `listing` (what admission reserves), and the prompt
+        tokens settlement may bill (`trade.hold_prompt_tokens`)."""
+        trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
+        return worst_case_hold(
+            prompt_tokens=trade.hold_prompt_tokens,
+            max_completion_tokens=trade.hold_completion_tokens,
+            # A cached-input price above the input price must not make cost exceed the hold.
+            input_price=max(listing.input_price, listing.cached_input_price or 0),
+            output_price=listing.output_price,
+        )
+
+    async def _relay(
+        self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int
+    ) -> tuple[str, str | None]:
+        """Relay the seller's 200 answer to the buyer and settle the trade; returns its status."""
+        if trade.streamed:
+            return await self._relay_stream(proto, resp, pre, trade, t0)
+        await self._relay_body(proto, resp, pre, trade, t0)
+        return "completed", None
+
     async def _fail_attempt(self, trade: TradeState, status: str, t0: int, error_type: str) -> None:
         assert trade.listing is not None
         latency = (time.perf_counter_ns() - t0) // 1_000_000
         trade.attempts.append(Attempt(trade.listing.id, trade.listing.provider, status, latency, error_type))
         await self.rt.state.settle(trade.request_id, 0)  # void the hold: a failed attempt costs nothing
         self.rt.router.market.record_result(trade.listing.id, False, None, None, int(time.time() * 1000))
+        self.rt.health.failed(trade.listing, error_type)
         trade.listing, trade.hold = None, 0
 
     async def _settle(
@@ -319,6 +331,7 @@ class Inference:
             tps,
             int(time.time() * 1000),
         )
+        self.rt.health.finished(trade.listing, ok, trade.finish_reason)
 
     async def _relay_body(self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int) -> None:
         try:

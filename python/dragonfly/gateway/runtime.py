@@ -11,6 +11,7 @@ from dragonfly.config import Settings
 from dragonfly.gateway.activity import RoutingActivity
 from dragonfly.gateway.auth import KeyResolver
 from dragonfly.gateway.changes import ChangeListener
+from dragonfly.gateway.health import HealthTracker
 from dragonfly.gateway.proxy import ControlPlaneClient
 from dragonfly.gateway.routing import Router
 from dragonfly.gateway.settlement import SettlementWriter
@@ -20,6 +21,7 @@ from dragonfly.ids import now_ms
 from dragonfly.native.tokens import EncodingName, encoding_for_model, load_encoding
 from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
+from dragonfly.services.health import policy_from
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.repos import changes
@@ -46,6 +48,10 @@ class Runtime:
         self.box = SecretBox(settings.secret_key)
         self.router = Router()
         self.activity = RoutingActivity(self.router.market, lambda: self._db)
+        # Live outcomes degrade and suspend listings (domain/health.py), written in the background.
+        self.health = HealthTracker(
+            policy_from(settings), lambda: self._snapshot, lambda: self._db, self.reload_snapshot
+        )
         self.upstream = UpstreamClient(settings)
         self.control = ControlPlaneClient()
         # In-process, or Redis when configured; accounts it does not know yet are seeded on first touch.
@@ -87,6 +93,7 @@ class Runtime:
         await self.refresh(force=True)
         await self.change_feed.start()
         self.activity.start()
+        self.health.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._poll(), name="snapshot-poll"))
 
     def _settlement_log(self) -> SettlementLog | None:
@@ -177,6 +184,7 @@ class Runtime:
         if self._settler is not None:
             await self._settler.close()
         await self.activity.close()
+        await self.health.close()
         await self.upstream.close()
         await self.control.close()
         await self.state.close()

@@ -77,6 +77,8 @@ class ListingInfo:
     # override (None = computed).
     probe_quality: float | None = None
     quality_override: float | None = None
+    # What input_price is per: `token`, or `character` (speech listings only; docs/seller.md).
+    price_unit: str = "token"
 
     @property
     def routable(self) -> bool:
@@ -158,6 +160,7 @@ async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> 
             count_encoding=r["encoding"] or encoding_for_model(r["upstream_model"])[0],
             probe_quality=_float_or_none(r["probe_quality"]),
             quality_override=_float_or_none(r["quality_override"]),
+            price_unit=r["price_unit"],
         )
         by_model.setdefault(listing.model, []).append(listing)
         by_id[listing.id] = listing

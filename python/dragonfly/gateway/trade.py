@@ -30,6 +30,7 @@ class Usage:
     native_prompt: int | None = None
     native_completion: int | None = None
     counted_completion: int | None = None
+    characters: int | None = None  # input characters (speech): what a per-character listing bills
 
     @property
     def audit(self) -> str:
@@ -86,19 +87,23 @@ class TradeState:
     attempts: list[Attempt] = field(default_factory=list)
     listing: ListingInfo | None = None
     hold: int = 0
+    # What the hold covers, in the listing's price unit (tokens, or characters for a per-character
+    # listing): settlement never bills more (invariant 3).
     hold_prompt_tokens: int = 0
     hold_completion_tokens: int = 0
     ttft_ms: int | None = None
     finish_reason: str | None = None
+    characters: int | None = None  # of the request's input (speech), else None
 
     def elapsed_ms(self) -> int:
         return (time.perf_counter_ns() - self.started_ns) // 1_000_000
 
     def cost(self, usage: Usage, fee_bps: int, reserve_bps: int) -> TradeCost:
         assert self.listing is not None
+        prompt = usage.prompt if self.listing.price_unit == "token" else usage.characters or 0
         # Never settle above the hold (invariant 3): tokens beyond what admission reserved are not billed.
         return trade_cost(
-            prompt_tokens=min(usage.prompt, self.hold_prompt_tokens),
+            prompt_tokens=min(prompt, self.hold_prompt_tokens),
             completion_tokens=min(usage.completion, self.hold_completion_tokens),
             cached_tokens=usage.cached,
             input_price=self.listing.input_price,
@@ -142,6 +147,8 @@ class TradeState:
             attempts=orjson.dumps([a.as_dict() for a in self.attempts]).decode(),
             created_at=self.created_ms,
             settled_at=now_ms(),
+            price_unit=lst.price_unit if lst else None,
+            characters_prompt=u.characters,
         )
 
     def postings(self, cost: TradeCost) -> list[Posting]:

@@ -50,6 +50,7 @@ def render(row: Row) -> dict[str, Any]:
         "input_price_per_mtok": price_str(row["input_price"]),
         "output_price_per_mtok": price_str(row["output_price"]),
         "cached_input_price_per_mtok": _p(row["cached_input_price"]),
+        "price_unit": row["price_unit"],
         "price_multiplier": row["price_multiplier"],
         "payout_floor_per_mtok": _p(row["payout_floor"]),
         "confirmed_input_price_per_mtok": price_str(row["confirmed_input_price"]),
@@ -112,6 +113,24 @@ def _multiplier(value: Decimal | str | None) -> str | None:
     return format(dec.normalize(), "f")
 
 
+def _check_price_unit(kind: str, unit: str | None) -> None:
+    try:
+        listing_rules.check_price_unit(kind, unit)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="price_unit") from None
+
+
+def _price_unit_change(row: Row, fields: dict[str, Any]) -> str | None:
+    """The unit a PATCH moves the listing to (None: no change); 400 when the listing cannot state it."""
+    if "price_unit" not in fields:
+        return None
+    unit = fields["price_unit"]
+    if unit is None:
+        raise InvalidRequest("price_unit cannot be null.", param="price_unit")
+    _check_price_unit(row["kind"], unit)
+    return None if unit == row["price_unit"] else str(unit)
+
+
 def _as_price(value: int | str, param: str) -> int:
     try:
         return value if isinstance(value, int) else parse_price(value)
@@ -138,15 +157,18 @@ async def create_listing(
     price_multiplier: Decimal | str | None = None,
     payout_floor_per_mtok: str | int | None = None,
     auto_follow: dict[str, Any] | None = None,
+    price_unit: str | None = None,
 ) -> dict[str, Any]:
     """A new listing starts `pending` with a `pending` contract; the admission probe activates it.
-    Prices are decimal strings of USD per 1M tokens (or already-parsed integer micro-USD)."""
+    Prices are decimal strings of USD per 1M tokens (or already-parsed integer micro-USD); a speech
+    listing may state `price_unit: character` (its input price is then per 1M input characters)."""
     pool_key = await pool_repo.get_owned(db, account_id=account_id, pool_key_id=pool_key_id)
     if pool_key is None:
         raise NotFound("Pool key not found.", param="pool_key_id")
     provider = providers.find(pool_key["provider"])
     if provider is not None and kind not in provider.kinds:
         raise InvalidRequest(f"Provider {provider.id} does not serve {kind}.", param="kind")
+    _check_price_unit(kind, price_unit)
     input_price = _as_price(input_price_per_mtok, "input_price_per_mtok")
     output_price = _as_price(output_price_per_mtok, "output_price_per_mtok")
     cached_price = (
@@ -179,6 +201,7 @@ async def create_listing(
         "auto_follow": _auto_follow(auto_follow),
         "context_length": context_length,
         "encoding": encoding,
+        "price_unit": price_unit or "token",
         "status": "pending",
         "contract_status": "pending",
         "confirmed_input_price": input_price,
@@ -234,13 +257,17 @@ async def update_listing(
     db: Database, *, account_id: str, listing_id: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
     """Prices, caps, auto-follow and pause/resume. A price move of more than 50 % from the confirmed price
-    puts the listing in `price_review` (unroutable until confirmed); smaller moves are confirmed at once."""
+    puts the listing in `price_review` (unroutable until confirmed); smaller moves are confirmed at once.
+    A speech listing's `price_unit` change always needs confirmation: the same number is another price."""
     now = now_ms()
     async with db.transaction() as tx:
         row = await _owned(tx, account_id, listing_id)
         if row["status"] == "suspended":  # prices and caps too: a price review must not lift it
             raise Conflict("A suspended listing is changed by the platform, not the seller.")
         changes_ = _changes_from(fields)
+        new_unit = _price_unit_change(row, fields)
+        if new_unit is not None:
+            changes_["price_unit"] = new_unit
         status = row["status"]
         if fields.get("status") is not None:
             try:
@@ -257,8 +284,8 @@ async def update_listing(
                 "cached_input_price_per_mtok cannot be above input_price_per_mtok",
                 param="cached_input_price_per_mtok",
             )
-        if "input_price" in changes_ or "output_price" in changes_:
-            if listing_rules.needs_price_review(
+        if "input_price" in changes_ or "output_price" in changes_ or new_unit is not None:
+            if new_unit is not None or listing_rules.needs_price_review(
                 confirmed_input=row["confirmed_input_price"],
                 confirmed_output=row["confirmed_output_price"],
                 new_input=new_input,

@@ -10,6 +10,10 @@ The provider key is decrypted only for the duration of the run. Connections go t
 again at connect time (`GuardedResolver`) and redirects are never followed. Probe cost is the platform's:
 no ledger entries are written. Every recorded run also refreshes the listing's probe quality score (the
 share of passed checks over its recent runs, `domain/quality.py`), which routing's quality feature uses.
+
+`probe_listing` runs and applies a probe (admission, the seller's `POST …/probe`). Listing health runs the
+same probe and records it with `run_probe` + `record_run`, applying its own outcome in that transaction
+(services/health.py re-probes, services/contract_recovery.py reverify and unsuspend).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dragonfly.security.secretbox import SecretBox
 from dragonfly.services import listing_quality
 from dragonfly.services.listings import render_probe_run
 from dragonfly.services.upstream_urls import RefusedAddress, guarded_session
-from dragonfly.storage.ports import Database, Row
+from dragonfly.storage.ports import Database, Executor, Row
 from dragonfly.storage.sql.repos import changes
 from dragonfly.storage.sql.repos import contracts as contracts_repo
 from dragonfly.storage.sql.repos import listings as listings_repo
@@ -319,15 +323,27 @@ async def run_checks(settings: Settings, *, base_url: str, api_key: str, model: 
     return run
 
 
-def _first_failure(run: ProbeRun) -> str | None:
+def first_failure(run: ProbeRun) -> str | None:
     for check in run.checks:
         if not check["passed"]:
             return f"{check['kind']}: {check['detail']}"
     return None
 
 
-async def _apply(db: Database, listing: Row, contract: Row, run: ProbeRun, started: int) -> dict[str, Any]:
-    finished = now_ms()
+@dataclass(frozen=True, slots=True)
+class Probed:
+    """A probe that has run and is not recorded yet: the listing and contract as they were before it."""
+
+    listing: Row
+    contract: Row
+    run: ProbeRun
+    started: int
+
+
+async def record_run(tx: Executor, probed: Probed, finished: int) -> dict[str, Any]:
+    """Record a run in `tx`: the probe run row, its checks in the contract's history (`probe:<kind>`), and
+    the listing's probe quality. Changes no status. Returns the stored record."""
+    listing, contract, run = probed.listing, probed.contract, probed.run
     record = {
         "id": new_id(),
         "listing_id": listing["id"],
@@ -336,39 +352,49 @@ async def _apply(db: Database, listing: Row, contract: Row, run: ProbeRun, start
         "ttft_ms": run.ttft_ms,
         "latency_ms": run.latency_ms,
         "checks": run.checks,
-        "started_at": started,
+        "started_at": probed.started,
         "finished_at": finished,
     }
+    await contracts_repo.insert_probe_run(tx, record)
+    if await listings_repo.get(tx, listing["id"]) is not None:
+        # the listing's quality score counts this run (services/listing_quality.py)
+        await listing_quality.refresh_probe_quality(tx, listing["id"], finished)
+    await contracts_repo.add_checks(
+        tx,
+        contract_id=contract["id"],
+        checks=[(new_id(), f"probe:{c['kind']}", c["passed"], c["detail"], finished) for c in run.checks],
+    )
+    return record
+
+
+async def _apply(db: Database, probed: Probed) -> dict[str, Any]:
+    finished = now_ms()
+    run = probed.run
     async with db.transaction() as tx:
-        current = await listings_repo.get(tx, listing["id"])
-        await contracts_repo.insert_probe_run(tx, record)
-        if current is not None:  # the listing's quality score counts this run (services/listing_quality.py)
-            await listing_quality.refresh_probe_quality(tx, listing["id"], finished)
-        await contracts_repo.add_checks(
-            tx,
-            contract_id=contract["id"],
-            checks=[(new_id(), f"probe:{c['kind']}", c["passed"], c["detail"], finished) for c in run.checks],
-        )
-        if current is not None and contract["status"] != "suspended":
+        record = await record_run(tx, probed, finished)
+        current = await listings_repo.get(tx, probed.listing["id"])
+        # Read again: an operator or health may have suspended it while the probe ran.
+        contract = await contracts_repo.current_for_listing(tx, probed.listing["id"])
+        if current is not None and contract is not None and contract["status"] != "suspended":
             if run.passed:
                 contract_status, reason = "active", None
             elif contract["status"] == "pending":
-                contract_status, reason = "pending", _first_failure(run)
+                contract_status, reason = "pending", first_failure(run)
             else:
-                contract_status, reason = "degraded", _first_failure(run)
+                contract_status, reason = "degraded", first_failure(run)
             await contracts_repo.set_status(
                 tx, contract_id=contract["id"], status=contract_status, reason=reason, now=finished
             )
             listing_changes: dict[str, Any] = {"contract_status": contract_status}
             if run.passed and current["status"] == "pending":
                 listing_changes["status"] = "active"
-            await listings_repo.update(tx, listing["id"], listing_changes, now=finished)
+            await listings_repo.update(tx, probed.listing["id"], listing_changes, now=finished)
             await changes.bump(tx)
     return render_probe_run(record)
 
 
-async def probe_listing(db: Database, settings: Settings, box: SecretBox, listing_id: str) -> dict[str, Any]:
-    """Run an admission probe for one listing now and apply its outcome; returns the probe run."""
+async def run_probe(db: Database, settings: Settings, box: SecretBox, listing_id: str) -> Probed:
+    """Run an admission probe for one listing now, without recording it (`record_run` does)."""
     listing = await listings_repo.get(db, listing_id)
     if listing is None:
         raise NotFound("Listing not found.")
@@ -380,13 +406,13 @@ async def probe_listing(db: Database, settings: Settings, box: SecretBox, listin
     if pool_key is None:
         run = ProbeRun()
         run.record("pool_key", False, "the listing's pool key was deleted")
-        return await _apply(db, listing, contract, run, started)
+        return Probed(listing, contract, run, started)
     try:
         api_key = box.open(pool_key["key_ciphertext"], pool_key["id"])
     except ValueError:
         run = ProbeRun()
         run.record("pool_key", False, "the stored provider key cannot be decrypted (server secret changed?)")
-        return await _apply(db, listing, contract, run, started)
+        return Probed(listing, contract, run, started)
     run = await run_checks(
         settings,
         base_url=pool_key["base_url"],
@@ -395,4 +421,9 @@ async def probe_listing(db: Database, settings: Settings, box: SecretBox, listin
         kind=listing["kind"],
     )
     del api_key
-    return await _apply(db, listing, contract, run, started)
+    return Probed(listing, contract, run, started)
+
+
+async def probe_listing(db: Database, settings: Settings, box: SecretBox, listing_id: str) -> dict[str, Any]:
+    """Run an admission probe for one listing now and apply its outcome; returns the probe run."""
+    return await _apply(db, await run_probe(db, settings, box, listing_id))

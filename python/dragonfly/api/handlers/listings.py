@@ -32,6 +32,7 @@ async def create(call: Call) -> Reply:
         auto_follow=body.auto_follow.model_dump() if body.auto_follow else None,
         context_length=body.context_length,
         encoding=body.encoding,
+        price_unit=body.price_unit,
     )
     _, _, box = state.crypto()
     state.spawn(probes.probe_listing(state.db, state.settings, box, out["id"]), name=f"probe:{out['id']}")

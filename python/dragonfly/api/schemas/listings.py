@@ -29,6 +29,8 @@ class _ListingFields(Body):
     context_length: PositiveInt | None = None
     # Tokenizer for Dragonfly's own usage count; omitted = derived from the upstream model name.
     encoding: Literal["o200k_base", "cl100k_base"] | None = None
+    # What input_price_per_mtok is per: tokens, or (speech listings only) input characters.
+    price_unit: Literal["token", "character"] | None = None
 
 
 class CreateListing(_ListingFields):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 import orjson
 
@@ -36,6 +36,8 @@ log = logging.getLogger("dragonfly.storage.settlement_log")
 
 VERSION = 1
 _TRADE_FIELDS = frozenset(f.name for f in fields(TradeRow))
+# Columns added after the format was first written: a record without them (an older version's) still reads.
+_DEFAULTED_FIELDS = frozenset(f.name for f in fields(TradeRow) if f.default is not MISSING)
 
 Entry = tuple[TradeRow, list[Posting]]
 
@@ -70,7 +72,8 @@ def decode(line: bytes) -> Entry:
     if record.get("v") != VERSION:
         raise ValueError(f"unknown settlement log record version {record.get('v')!r}")
     raw = record["trade"]
-    if set(raw) != _TRADE_FIELDS:
+    names = set(raw)
+    if not names <= _TRADE_FIELDS or not _TRADE_FIELDS - names <= _DEFAULTED_FIELDS:
         raise ValueError("settlement log record does not match this version's trade columns")
     return TradeRow(**raw), [Posting(str(a), int(m)) for a, m in record["postings"]]
 

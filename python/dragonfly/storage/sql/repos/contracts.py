@@ -69,6 +69,22 @@ async def set_status(tx: Executor, *, contract_id: str, status: str, reason: str
     )
 
 
+async def set_status_if(
+    tx: Executor, *, contract_id: str, expected: str, status: str, reason: str | None, now: int
+) -> bool:
+    """Move the contract from `expected` to `status`; False when it is no longer `expected` (another
+    instance, a probe or an operator moved it first)."""
+    n = await tx.execute(
+        "UPDATE contracts SET status = $3, reason = $4, since = $5 WHERE id = $1 AND status = $2",
+        contract_id,
+        expected,
+        status,
+        reason,
+        now,
+    )
+    return n > 0
+
+
 async def set_terms(tx: Executor, *, contract_id: str, terms: dict[str, Any]) -> None:
     await tx.execute(
         "UPDATE contracts SET terms = $2 WHERE id = $1", contract_id, orjson.dumps(terms).decode()

@@ -1,4 +1,5 @@
-"""Seller listings. Prices are integer micro-USD per 1M tokens; `auto_follow` is JSON text."""
+"""Seller listings. Prices are integer micro-USD per 1M units (`price_unit`: tokens, or characters for
+speech); `auto_follow` is JSON text."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dragonfly.storage.ports import Executor, Row
 _COLUMNS = (
     "l.id, l.account_id, l.pool_key_id, l.model, l.upstream_model, l.kind, l.input_price, l.output_price,"
     " l.cached_input_price, l.price_multiplier, l.payout_floor, l.rpm_cap, l.concurrency_cap, l.auto_follow,"
-    " l.context_length, l.encoding, l.status, l.contract_status, l.confirmed_input_price,"
+    " l.context_length, l.encoding, l.price_unit, l.status, l.contract_status, l.confirmed_input_price,"
     " l.confirmed_output_price,"
     " l.created_at, l.updated_at, p.provider"
 )
@@ -27,6 +28,7 @@ UPDATABLE = (
     "auto_follow",
     "context_length",
     "encoding",
+    "price_unit",
     "status",
     "contract_status",
     "confirmed_input_price",

@@ -29,8 +29,8 @@ async def routable_listings(db: Executor) -> list[Row]:
     so a paused or suspended listing still explains why it was skipped)."""
     return await db.fetch_all(
         "SELECT l.id, l.account_id, l.model, l.upstream_model, l.kind, l.input_price, l.output_price,"
-        " l.cached_input_price, l.rpm_cap, l.concurrency_cap, l.context_length, l.encoding, l.status,"
-        " l.contract_status,"
+        " l.cached_input_price, l.rpm_cap, l.concurrency_cap, l.context_length, l.encoding, l.price_unit,"
+        " l.status, l.contract_status,"
         " p.id AS pool_key_id, p.provider, p.base_url, p.key_ciphertext, p.status AS pool_status,"
         " q.probe_quality, q.quality_override"
         " FROM listings l JOIN pool_keys p ON p.id = l.pool_key_id"
