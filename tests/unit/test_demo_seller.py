@@ -168,13 +168,17 @@ def test_fail_status(
 def test_drop_mid_stream_breaks_the_stream(demo_seller_factory: Callable[..., DemoSeller]) -> None:
     seller = demo_seller_factory(drop_mid_stream_after=3)
     received = []
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(Exception) as exc:  # the SDK's exception class depends on its version
         for chunk in client(seller).chat.completions.create(
             model="echo-1",
             messages=MESSAGES,
             stream=True,
         ):
             received.append(chunk)
+    # Current SDKs wrap a broken stream in APIConnectionError; releases before that let the HTTP
+    # client's "incomplete chunked read" through (found by `make deps-check MODE=lowest`).
+    broken = isinstance(exc.value, openai.APIConnectionError)
+    assert broken or type(exc.value).__name__ == "RemoteProtocolError", exc.value
     assert len(received) == 3
 
 
