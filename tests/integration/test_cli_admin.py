@@ -65,3 +65,28 @@ def test_operator_cli_creates_operator_and_credits(database_url: str, tmp_path: 
     assert unknown.returncode != 0 and "no account" in unknown.stderr
     zero = dragonfly(["admin", "credit", "--account-id", account_id, "--amount-cents", "0"], env)
     assert zero.returncode != 0
+
+
+def test_refusals_are_one_clear_line_not_a_traceback(database_url: str, tmp_path: Path) -> None:
+    env = {
+        "DRAGONFLY_DATABASE_URL": database_url,
+        "DRAGONFLY_DATA_DIR": str(tmp_path),
+        "DRAGONFLY_OPERATOR_PASSWORD": "operator-password-1",
+    }
+    first = dragonfly(["admin", "create-operator", "--email", "ops@cli.test"], env)
+    assert first.returncode == 0, first.stderr
+    refusals = [
+        ["admin", "create-operator", "--email", "ops@cli.test"],  # taken
+        ["admin", "create-operator", "--email", "not-an-email"],
+        ["admin", "credit", "--account-id", "00000000-0000-4000-8000-000000000000", "--amount-cents", "5"],
+        ["admin", "credit", "--email", "ops@cli.test", "--amount-cents", str(10**12)],
+    ]
+    for args in refusals:
+        out = dragonfly(args, env)
+        assert out.returncode == 1, (args, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr, (args, out.stderr)
+        assert out.stderr.startswith("Error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    short = dragonfly(
+        ["admin", "create-operator", "--email", "b@cli.test"], {**env, "DRAGONFLY_OPERATOR_PASSWORD": "x"}
+    )
+    assert short.returncode == 1 and "Traceback" not in short.stderr, short.stderr

@@ -10,7 +10,7 @@ import click
 
 from dragonfly.config import Settings
 from dragonfly.domain.money import cents_to_micros, usd
-from dragonfly.errors import ServiceUnavailable
+from dragonfly.errors import DragonflyError, ServiceUnavailable
 from dragonfly.ids import iso
 from dragonfly.services.accounts import create_account
 from dragonfly.services.credits import credit_account
@@ -29,6 +29,9 @@ T = TypeVar("T")
 
 
 def _run(fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    """Run `fn` against the configured database. A refusal (an e-mail already taken, a short password,
+    an unknown account) is printed as `Error: <message>` with exit status 1, never as a traceback."""
+
     async def inner() -> T:
         settings = Settings.from_env()
         db = await open_database(settings.database_url)
@@ -37,7 +40,10 @@ def _run(fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
         finally:
             await db.close()
 
-    return asyncio.run(inner())
+    try:
+        return asyncio.run(inner())
+    except DragonflyError as err:
+        raise click.ClickException(err.message) from None
 
 
 @click.group()
