@@ -6,40 +6,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from support.listings import listing_info, snapshot_of
+
 from dragonfly.domain.health import HealthPolicy
 from dragonfly.gateway.health import HealthTracker
 from dragonfly.gateway.snapshot import ListingInfo, Snapshot
 
-CHEAP = ListingInfo(
-    id="cheap",
-    seller_id="s1",
-    model="m",
-    upstream_model="u",
-    kind="chat",
-    provider="custom",
-    base_url="http://x",
-    api_key="k",
-    input_price=1,
-    output_price=1,
-    cached_input_price=None,
-    rpm_cap=None,
-    concurrency_cap=None,
-    context_length=None,
-    status="active",
-    contract_status="active",
-)
+CHEAP = listing_info("cheap", seller_id="s1", model="m", upstream_model="u", base_url="http://x")
 OTHER = replace(CHEAP, id="other", seller_id="s2")
 
 
 def _snapshot(*listings: ListingInfo) -> Snapshot:
-    return Snapshot(
-        seq=1,
-        keys_by_hash={},
-        profiles={},
-        default_profile={},
-        listings_by_model={"m": listings},
-        listings_by_id={x.id: x for x in listings},
-    )
+    return snapshot_of(listings)
 
 
 class Clock:

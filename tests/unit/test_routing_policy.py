@@ -5,10 +5,10 @@ excluded (503), never routed under another strategy."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 import pytest
+from support.listings import listing_info, snapshot_of
 
 from dragonfly.api.schemas.profiles import Weights
 from dragonfly.domain.quality import NEUTRAL_QUALITY, market_quality, probe_quality, run_score
@@ -21,25 +21,9 @@ MODEL = "demo/echo-1"
 
 
 def _listing(lid: str, price: int, **extra: Any) -> ListingInfo:
-    base = ListingInfo(
-        id=lid,
-        seller_id=f"seller-{lid}",
-        model=MODEL,
-        upstream_model="echo-1",
-        kind="chat",
-        provider="custom",
-        base_url="http://127.0.0.1:1/v1",
-        api_key="k",
-        input_price=price,
-        output_price=price,
-        cached_input_price=None,
-        rpm_cap=None,
-        concurrency_cap=None,
-        context_length=None,
-        status="active",
-        contract_status="active",
+    return listing_info(
+        lid, seller_id=f"seller-{lid}", model=MODEL, input_price=price, output_price=price, **extra
     )
-    return replace(base, **extra)
 
 
 def _snapshot(
@@ -47,15 +31,7 @@ def _snapshot(
     profiles: list[ProfileInfo],
     weights: dict[str, dict[str, float]] | None = None,
 ) -> Snapshot:
-    return Snapshot(
-        seq=1,
-        keys_by_hash={},
-        profiles={p.id: p for p in profiles},
-        default_profile={},
-        listings_by_model={MODEL: tuple(listings)},
-        listings_by_id={x.id: x for x in listings},
-        strategy_weights=weights or {},
-    )
+    return snapshot_of(listings, profiles, weights)
 
 
 def _custom(pid: str, weights: Any) -> ProfileInfo:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support.listings import listing_info
 
 from dragonfly.errors import InvalidRequest
 from dragonfly.gateway.snapshot import KeyInfo, ListingInfo
@@ -19,23 +20,14 @@ KEY = KeyInfo("key-1", "buyer-1", None, None, (), ())
 
 
 def listing(price_unit: str, input_price: int = 15_000_000) -> ListingInfo:
-    return ListingInfo(
-        id=f"l-{price_unit}",
-        seller_id="seller-1",
+    return listing_info(
+        f"l-{price_unit}",
         model="demo/tts-1",
         upstream_model="tts-1",
         kind="speech",
-        provider="custom",
         base_url="https://x.example/v1",
-        api_key="k",
         input_price=input_price,
         output_price=99_000_000,  # never billed for speech: there are no completion tokens
-        cached_input_price=None,
-        rpm_cap=None,
-        concurrency_cap=None,
-        context_length=None,
-        status="active",
-        contract_status="active",
         price_unit=price_unit,
     )
 
