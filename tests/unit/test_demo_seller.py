@@ -247,3 +247,14 @@ def test_subprocess_seller_and_runtime_knobs(processes: ProcessGroup) -> None:
     assert http_json("POST", base + "/_reset")[1]["requests"] == 0
     assert proc.alive
     assert proc.stop() == 0
+
+
+def test_an_assistant_prefix_is_continued_not_repeated() -> None:
+    user = {"role": "user", "content": "one two three"}
+    full = echo.answer([user], None)
+    assert full.text == "Echo: one two three"
+    rest = echo.answer([user, {"role": "assistant", "content": "Echo: one "}], None)
+    assert (rest.text, rest.finish_reason) == ("two three", "stop")
+    assert echo.answer([user, {"role": "assistant", "content": "Echo: one "}], 1).words == ["two"]
+    # A prefix that is not the start of the answer is answered in full, as before.
+    assert echo.answer([user, {"role": "assistant", "content": "Something else"}], None).text == full.text

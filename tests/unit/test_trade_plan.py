@@ -203,3 +203,50 @@ def test_context_windows() -> None:
     assert isinstance(err, ContextLengthExceeded) and err.status == 400
     assert err.code == "context_length_exceeded" and err.param == "messages"
     assert "5000 tokens in the prompt plus max_tokens 100" in err.message and "4096" in err.message
+
+
+def test_hedge_waits_for_the_one_leg_in_flight_and_only_while_attempts_remain() -> None:
+    p = plan(3)
+    assert p.hedge_delay_ms(None, 1, 0) is None  # hedging off
+    p.started()
+    assert p.hedge_delay_ms(200, 1, 0) == 200
+    assert p.hedge_delay_ms(200, 1, 150) == 50
+    assert p.hedge_delay_ms(200, 1, 900) == 0  # past due: hedge at once
+    assert p.hedge_delay_ms(200, 2, 0) is None  # two legs race already
+    p.started()
+    p.started()
+    assert p.hedge_delay_ms(200, 1, 0) is None  # a hedge is an attempt: none left
+    single = plan(1)
+    single.started()
+    assert single.hedge_delay_ms(200, 1, 0) is None  # no fallback, no hedge
+
+
+def _may_continue(p: AttemptPlan, **overrides: object) -> str | None:
+    args: dict[str, object] = {
+        "broke_as": "5xx",
+        "choices": 1,
+        "tool_calls": False,
+        "finish_reason": None,
+        "completion_left": None,
+    }
+    args.update(overrides)
+    return p.continuation_refusal(**args)  # type: ignore[arg-type]
+
+
+def test_continuation_only_when_a_prefix_can_carry_the_answer_and_fallback_allows() -> None:
+    p = plan(3)
+    p.started()
+    assert _may_continue(p) is None
+    assert _may_continue(p, completion_left=5) is None
+    assert _may_continue(p, completion_left=0) == "max_tokens"
+    assert _may_continue(p, tool_calls=True) == "tool_call"
+    assert _may_continue(p, choices=2) == "several_choices"
+    assert _may_continue(p, finish_reason="stop") == "finished"
+    assert _may_continue(plan(3, frozenset({"429"}))) == "fallback"  # breaks retry as 5xx
+    only_timeouts = plan(3, frozenset({"timeout"}))
+    only_timeouts.started()
+    assert _may_continue(only_timeouts, broke_as="timeout") is None
+    assert _may_continue(only_timeouts) == "fallback"
+    single = plan(1)
+    single.started()
+    assert _may_continue(single) == "fallback"  # fallback disabled: the stream ends with the error

@@ -6,7 +6,9 @@ Token accounting (documented, deliberately simple, not a real tokenizer):
 - embeddings: prompt_tokens = total_tokens = the number of words over all inputs.
 
 The answer is the words of `"Echo: " + <text of the last user message>`, joined by single spaces and cut to
-`max_tokens` (or `max_completion_tokens`) words, in which case the finish reason is `length`.
+`max_tokens` (or `max_completion_tokens`) words, in which case the finish reason is `length`. When the
+messages end with an assistant message that begins that answer (a prefix to continue, as the gateway
+sends after another seller broke off mid-stream), the answer is the rest of it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def answer(messages: list[dict[str, Any]], max_tokens: int | None, chunks: int |
     words = ("Echo: " + content_text(last_user.get("content") if last_user else "")).split()
     if chunks is not None:
         words = [words[i % len(words)] for i in range(max(chunks, 1))]
+    prefix = messages[-1] if messages and messages[-1].get("role") == "assistant" else None
+    if prefix is not None:
+        said = content_text(prefix.get("content")).split()
+        if words[: len(said)] == said:
+            words = words[len(said) :]
     if max_tokens is not None and 0 < max_tokens < len(words):
         return Answer(words[:max_tokens], "length")
     return Answer(words, "stop")

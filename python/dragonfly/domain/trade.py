@@ -17,6 +17,14 @@ Vocabulary (the values of a profile's `fallback.retry_on`): `429`, `5xx`, `timeo
 |                                          | refused; else 502 upstream_error                          |
 
 Every failed attempt voids its hold, so retries and fallbacks never charge twice (invariant 5).
+
+Hedging (`hedge: {enabled, after_ms}`): while exactly one attempt is in flight and it has produced no
+first byte `after_ms` after it started, the next listing is started beside it (`hedge_delay_ms`). The
+first to produce a byte wins; the other is cancelled and its hold voided. A hedge is an attempt: it
+counts against `max_attempts`, so a profile without fallback never hedges.
+
+Continuation: a stream whose seller breaks off after the buyer got its first bytes goes on at the next
+listing with the text so far as an assistant prefix (`continuation_refusal` says when it must not).
 """
 
 from __future__ import annotations
@@ -132,6 +140,42 @@ class AttemptPlan:
         if retry_as in self.retry_on and self.may_attempt:
             return NEXT
         return _stop(error)
+
+    def broken(self) -> Step:
+        """The seller answered 200 and then broke off before the first byte (not a timeout)."""
+        return self._fall_back("5xx", UpstreamError("The upstream provider failed while answering."))
+
+    def hedge_delay_ms(self, hedge_after_ms: int | None, in_flight: int, elapsed_ms: int) -> int | None:
+        """How long to wait for the one attempt in flight before starting the next listing beside it;
+        None = don't hedge (hedging off, two attempts in flight already, or no attempt left)."""
+        if hedge_after_ms is None or in_flight != 1 or not self.may_attempt:
+            return None
+        return max(0, hedge_after_ms - elapsed_ms)
+
+    def continuation_refusal(
+        self,
+        *,
+        broke_as: UpstreamFailureKind | Literal["5xx"],
+        choices: int,
+        tool_calls: bool,
+        finish_reason: str | None,
+        completion_left: int | None,
+    ) -> str | None:
+        """Why a stream broken after its first byte must NOT go on at another listing (None = it may):
+        the profile's fallback does not allow another attempt of this kind, the answer has several
+        choices or a tool call (a prefix cannot carry them), the seller had already finished, or
+        max_tokens is used up."""
+        if broke_as not in self.retry_on or not self.may_attempt:
+            return "fallback"
+        if choices != 1:
+            return "several_choices"
+        if tool_calls:
+            return "tool_call"
+        if finish_reason is not None:
+            return "finished"
+        if completion_left is not None and completion_left <= 0:
+            return "max_tokens"
+        return None
 
     def final_error(self) -> DragonflyError:
         """The error of a request that ran out of listings or attempts without an answer."""

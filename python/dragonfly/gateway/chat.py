@@ -16,7 +16,9 @@ import orjson
 
 from dragonfly.domain.money import worst_case_hold
 from dragonfly.domain.trade import (
+    RELAY,
     AttemptPlan,
+    Step,
     UpstreamFailureKind,
     context_refusal,
     tokens_needed,
@@ -33,6 +35,7 @@ from dragonfly.errors import (
 from dragonfly.gateway.auth import check_ip, client_ip
 from dragonfly.gateway.failpoints import Failpoints
 from dragonfly.gateway.http import read_body, send_json
+from dragonfly.gateway.legs import Leg, Route, continuation_body
 from dragonfly.gateway.override import (
     Override,
     narrow,
@@ -49,6 +52,7 @@ from dragonfly.gateway.upstream import (
     UpstreamFailure,
     UpstreamTimedOut,
 )
+from dragonfly.ids import new_id
 from dragonfly.native import NativeError
 from dragonfly.native.sse import Splicer, rewrite_completion
 from dragonfly.native.tokens import preparse_request, substitute_model
@@ -178,7 +182,9 @@ class Inference:
         outcome, error_code = "failed", None
         try:
             candidates, plan = self._candidates(pre, key_profile, profile, override, now, seed)
-            outcome, error_code = await self._attempts(proto, body, pre, trade, candidates, plan, now)
+            outcome, error_code = await self._attempts(
+                proto, body, pre, trade, candidates, plan, now, profile.hedge_after_ms
+            )
         except DragonflyError as err:
             error_code = err.code
             raise
@@ -206,21 +212,111 @@ class Inference:
         candidates: list[ListingInfo],
         plan: AttemptPlan,
         now: int,
+        hedge_after_ms: int | None = None,
     ) -> tuple[str, str | None]:
         """Admit and forward, listing after listing, as the plan says; returns the trade's status."""
-        rt = self.rt
         completion_hold = 0 if self.kind != "chat" else pre.max_tokens or DEFAULT_COMPLETION_HOLD
         trade.hold_completion_tokens = completion_hold * max(1, pre.n)
-        for listing in candidates:
+        route = Route(iter(candidates), plan, body, pre, now, hedge_after_ms)
+        if hedge_after_ms is not None and plan.max_attempts > 1:
+            return await self._race(proto, trade, route)
+        while (leg := await self._admit_next(trade, route)) is not None:
+            leg.t0 = time.perf_counter_ns()
+            try:
+                resp = await self._send(leg, route.body, trade, read_first=False)
+            except UpstreamFailure as exc:
+                step = await self._outcome(trade, leg, plan, exc)
+            else:
+                step = await self._outcome(trade, leg, plan, resp)
+                if step is RELAY:
+                    return await self._win(proto, resp, trade, leg, route)
+            if step.error is not None:
+                raise step.error
+        raise plan.final_error()
+
+    async def _race(self, proto: Any, trade: TradeState, route: Route) -> tuple[str, str | None]:
+        """Hedged attempts: while one leg is in flight without a first byte `hedge_after_ms` after it
+        started, the next listing starts beside it; the first byte wins and the other leg is dropped
+        (connection closed, hold voided). A failed leg falls back as without hedging."""
+        plan = route.plan
+        racing: dict[asyncio.Future[H1Response], Leg] = {}
+        exhausted = False
+
+        async def start() -> None:
+            nonlocal exhausted
+            leg = await self._admit_next(trade, route)
+            if leg is None:
+                exhausted = True
+                return
+            leg.t0 = time.perf_counter_ns()
+            racing[asyncio.ensure_future(self._send(leg, route.body, trade, read_first=True))] = leg
+
+        try:
+            await start()
+            while racing:
+                delay = None
+                if not exhausted:
+                    oldest = min(leg.t0 for leg in racing.values())
+                    elapsed_ms = (time.perf_counter_ns() - oldest) // 1_000_000
+                    delay = plan.hedge_delay_ms(route.hedge_after_ms, len(racing), elapsed_ms)
+                done, _ = await asyncio.wait(
+                    racing,
+                    timeout=None if delay is None else delay / 1000,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    await start()  # no first byte yet: hedge
+                    continue
+                for task in sorted(done, key=lambda t: racing[t].t0):
+                    leg = racing.pop(task)
+                    exc = task.exception()
+                    step = await self._outcome(trade, leg, plan, exc if exc is not None else task.result())
+                    if step is RELAY:
+                        await self._drop_losers(trade, racing)
+                        return await self._win(proto, task.result(), trade, leg, route)
+                    if step.error is not None:
+                        raise step.error
+                if not racing and not exhausted:
+                    await start()
+            raise plan.final_error()
+        finally:
+            await self._drop_losers(trade, racing)
+
+    async def _drop_losers(self, trade: TradeState, racing: dict[asyncio.Future[H1Response], Leg]) -> None:
+        """Cancel the legs still racing: close their connections (the seller stops generating) and void
+        their holds. Losing a race is not a seller failure: health is not told."""
+        if not racing:
+            return
+        for task in racing:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled() and task.exception() is None:
+                task.result().close()
+        await asyncio.gather(*racing, return_exceptions=True)
+        for task, leg in racing.items():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                task.result().close()  # it answered while being cancelled
+            await self._fail_attempt(trade, leg, "cancelled", "hedge_lost", health=False)
+        racing.clear()
+
+    async def _admit_next(self, trade: TradeState, route: Route) -> Leg | None:
+        """Admit the request at the next listing of the ranking that takes it; None when the ranking or
+        the attempts are used up. A refusal that ends the trade (balance, budget) is raised."""
+        rt, plan = self.rt, route.plan
+        for listing in route.candidates:
             if not plan.may_attempt:
-                break
+                return None
+            pre = route.pre
             if listing.count_encoding != pre.encoding:
                 # Count the prompt with the tokenizer this listing uses (one more pass over the body).
-                pre = await _native_call(len(body), preparse_request, body, listing.count_encoding)
+                pre = route.pre = await _native_call(
+                    len(route.body), preparse_request, route.body, listing.count_encoding
+                )
             hold = self._hold(trade, listing, pre)
+            hold_id = route.hold_id(trade.request_id)
             adm = await rt.state.admit(
                 AdmissionRequest(
-                    request_id=trade.request_id,
+                    request_id=hold_id,
                     account_id=trade.key.account_id,
                     key_id=trade.key.id,
                     listing_id=listing.id,
@@ -228,7 +324,7 @@ class Inference:
                     key_budget_micros=trade.key.budget_micros,
                     listing_rpm_cap=listing.rpm_cap,
                     listing_concurrency_cap=listing.concurrency_cap,
-                    now_ms=now,
+                    now_ms=route.now_ms,
                     lease_ttl_ms=int(rt.settings.hold_lease_s * 1000),
                 )
             )
@@ -240,37 +336,66 @@ class Inference:
                 trade.attempts.append(Attempt(listing.id, listing.provider, "refused", 0, adm.refusal))
                 continue
             plan.started()
-            trade.listing, trade.hold = listing, hold
+            route.legs += 1
             self.failpoints.hit("after_reserve")
-            t0 = time.perf_counter_ns()
+            return Leg(listing, pre, hold, hold_id)
+        return None
+
+    async def _send(self, leg: Leg, body: bytes, trade: TradeState, read_first: bool) -> H1Response:
+        """Send the request to the leg's seller; returns at its answer's head, or — `read_first`, a 200
+        stream — at its first body piece (`leg.first`): what a hedged leg races for."""
+        resp = await self.rt.upstream.post(
+            leg.listing.base_url + self.upstream_path,
+            leg.listing.api_key,
+            substitute_model(body, leg.listing.upstream_model),
+            accept_sse=trade.streamed,
+        )
+        if read_first and resp.status == 200 and trade.streamed:
             try:
-                resp = await rt.upstream.post(
-                    listing.base_url + self.upstream_path,
-                    listing.api_key,
-                    substitute_model(body, listing.upstream_model),
-                    accept_sse=trade.streamed,
-                )
-            except (UpstreamTimedOut, UpstreamConnectError) as exc:
-                kind: UpstreamFailureKind = (
-                    "timeout" if isinstance(exc, UpstreamTimedOut) else "connect_error"
-                )
-                await self._fail_attempt(trade, kind, t0, kind)
-                step = plan.unreachable(kind)
-            else:
-                if resp.status == 200:
-                    trade.attempts.append(Attempt(listing.id, listing.provider, "ok", 0))
-                    self.failpoints.hit("during_upstream")
-                    return await self._relay(proto, resp, pre, trade, t0)
-                try:
-                    raw = await resp.read(64 * 1024)
-                except UpstreamFailure:
-                    raw = b""
-                resp.release()
-                await self._fail_attempt(trade, "error", t0, f"http_{resp.status}")
-                step = plan.answered(resp.status, _upstream_error_message(raw))
-            if step.error is not None:
-                raise step.error
-        raise plan.final_error()
+                leg.first = await resp.read_some()
+            except BaseException:
+                resp.close()
+                raise
+        return resp
+
+    async def _outcome(
+        self, trade: TradeState, leg: Leg, plan: AttemptPlan, result: H1Response | BaseException
+    ) -> Step:
+        """The plan's step after a leg's seller answered (or could not be reached); a failed leg's
+        attempt is recorded and its hold voided here."""
+        if isinstance(result, UpstreamTimedOut | UpstreamConnectError):
+            kind: UpstreamFailureKind = "timeout" if isinstance(result, UpstreamTimedOut) else "connect_error"
+            await self._fail_attempt(trade, leg, kind, kind)
+            return plan.unreachable(kind)
+        if isinstance(result, UpstreamFailure):
+            await self._fail_attempt(trade, leg, "error", "broken")
+            return plan.broken()
+        if isinstance(result, BaseException):
+            raise result
+        if result.status == 200:
+            return RELAY
+        try:
+            raw = await result.read(64 * 1024)
+        except UpstreamFailure:
+            raw = b""
+        result.release()
+        await self._fail_attempt(trade, leg, "error", f"http_{result.status}")
+        return plan.answered(result.status, _upstream_error_message(raw))
+
+    async def _win(
+        self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, route: Route
+    ) -> tuple[str, str | None]:
+        self._take(trade, leg)
+        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
+        trade.attempts.append(Attempt(leg.listing.id, leg.listing.provider, "ok", latency))
+        self.failpoints.hit("during_upstream")
+        return await self._relay(proto, resp, trade, leg, route)
+
+    def _take(self, trade: TradeState, leg: Leg) -> None:
+        """The trade is served by `leg` from now on: its listing, hold and what the hold covers."""
+        trade.listing, trade.hold, trade.hold_id = leg.listing, leg.hold, leg.hold_id
+        if trade.attempts:  # another leg was admitted before: restore this listing's hold basis
+            self._hold(trade, leg.listing, leg.pre)
 
     def _hold(self, trade: TradeState, listing: ListingInfo, pre: Any) -> int:
         """The worst case the request can cost at `listing` (what admission reserves), and the prompt
@@ -285,22 +410,31 @@ class Inference:
         )
 
     async def _relay(
-        self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int
+        self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, route: Route
     ) -> tuple[str, str | None]:
         """Relay the seller's 200 answer to the buyer and settle the trade; returns its status."""
         if trade.streamed:
-            return await self._relay_stream(proto, resp, pre, trade, t0)
-        await self._relay_body(proto, resp, pre, trade, t0)
+            return await self._relay_stream(proto, resp, trade, leg, route)
+        await self._relay_body(proto, resp, trade, leg)
         return "completed", None
 
-    async def _fail_attempt(self, trade: TradeState, status: str, t0: int, error_type: str) -> None:
-        assert trade.listing is not None
-        latency = (time.perf_counter_ns() - t0) // 1_000_000
-        trade.attempts.append(Attempt(trade.listing.id, trade.listing.provider, status, latency, error_type))
-        await self.rt.state.settle(trade.request_id, 0)  # void the hold: a failed attempt costs nothing
-        self.rt.router.market.record_result(trade.listing.id, False, None, None, int(time.time() * 1000))
-        self.rt.health.failed(trade.listing, error_type)
-        trade.listing, trade.hold = None, 0
+    async def _fail_attempt(
+        self, trade: TradeState, leg: Leg, status: str, error_type: str, health: bool = True
+    ) -> None:
+        """Record a leg that will not serve the trade and void its hold (a failed attempt costs nothing);
+        the listing's health hears of it unless `health` is False (a hedge that lost its race)."""
+        listing = leg.listing
+        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000 if leg.t0 else 0
+        trade.attempts.append(Attempt(listing.id, listing.provider, status, latency, error_type))
+        await self.rt.state.settle(leg.hold_id, 0)
+        if health:
+            self._leg_failed(leg, error_type)
+        if trade.hold_id == leg.hold_id:
+            trade.listing, trade.hold, trade.hold_id = None, 0, ""
+
+    def _leg_failed(self, leg: Leg, error_type: str) -> None:
+        self.rt.router.market.record_result(leg.listing.id, False, None, None, int(time.time() * 1000))
+        self.rt.health.failed(leg.listing, error_type)
 
     async def _settle(
         self, trade: TradeState, usage: Usage, status: str, error_code: str | None = None
@@ -312,17 +446,18 @@ class Inference:
             await rt.settler.settle(trade.row(status, usage, cost, error_code), trade.postings(cost))
         except Exception as exc:
             # Not durably recorded: release the hold and charge nothing rather than guess.
-            await rt.state.settle(trade.request_id, 0)
+            await rt.state.settle(trade.hold_id, 0)
             log.error("trade not recorded: %s", type(exc).__name__)
             raise ServiceUnavailable("The trade could not be recorded; you were not charged.") from None
         self.failpoints.hit("after_commit")
-        await rt.state.settle(trade.request_id, cost.charge)
+        await rt.state.settle(trade.hold_id, cost.charge)
 
     def _record_health(self, trade: TradeState, ok: bool, usage: Usage) -> None:
         assert trade.listing is not None
         tps = None
         total_ms = trade.elapsed_ms()
-        if trade.ttft_ms is not None and total_ms > trade.ttft_ms and usage.completion:
+        # Throughput only means something for a stream (a whole body arrives at once).
+        if trade.streamed and trade.ttft_ms is not None and total_ms > trade.ttft_ms and usage.completion:
             tps = usage.completion * 1000.0 / (total_ms - trade.ttft_ms)
         self.rt.router.market.record_result(
             trade.listing.id,
@@ -333,28 +468,29 @@ class Inference:
         )
         self.rt.health.finished(trade.listing, ok, trade.finish_reason)
 
-    async def _relay_body(self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int) -> None:
+    async def _relay_body(self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg) -> None:
+        pre = leg.pre
         try:
             raw = await resp.read(MAX_UPSTREAM_BODY)
         except UpstreamTimedOut:
-            await self._fail_attempt(trade, "timeout", t0, "timeout")
+            await self._fail_attempt(trade, leg, "timeout", "timeout")
             raise UpstreamTimeout("The upstream provider timed out.") from None
         except UpstreamFailure as exc:
-            await self._fail_attempt(trade, "error", t0, type(exc).__name__)
+            await self._fail_attempt(trade, leg, "error", type(exc).__name__)
             raise UpstreamError("The upstream provider failed while answering.") from None
         finally:
             resp.release()
-        trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
+        trade.ttft_ms = (time.perf_counter_ns() - leg.t0) // 1_000_000
         assert trade.listing is not None
         try:
             out = await _native_call(
                 len(raw), rewrite_completion, raw, trade.request_id, pre.model, trade.listing.count_encoding
             )
         except NativeError:
-            await self._fail_attempt(trade, "error", t0, "invalid_body")
+            await self._fail_attempt(trade, leg, "error", "invalid_body")
             raise UpstreamError("The upstream provider sent an invalid response.") from None
         if out["upstream_error"] is not None:
-            await self._fail_attempt(trade, "error", t0, "upstream_error_body")
+            await self._fail_attempt(trade, leg, "error", "upstream_error_body")
             raise UpstreamError("The upstream provider returned an error.")
         trade.finish_reason = out["finish_reason"]
         usage = usage_from(out["usage"], pre.prompt_tokens, out["counted_completion_tokens"])
@@ -363,9 +499,10 @@ class Inference:
         send_json(proto, 200, out["body"], trade.request_id)
 
     async def _relay_stream(
-        self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int
+        self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, route: Route
     ) -> tuple[str, str | None]:
         assert trade.listing is not None
+        pre = route.pre
         splicer = Splicer(
             trade.request_id,
             pre.model,
@@ -373,16 +510,17 @@ class Inference:
             int(time.time()),
             encoding=trade.listing.count_encoding,
         )
-        splicer.set_prompt_tokens(pre.prompt_tokens)
+        splicer.set_prompt_tokens(leg.pre.prompt_tokens)
         transport = proto.response_stream(200, [*SSE_HEADERS, ("x-request-id", trade.request_id)])
         status, error_code = "completed", None
         # No reader task: the seller connection's callback relays each piece (`relay`), and the client
         # going away drops the seller's connection, which ends the pipe at once (and stops the seller
-        # generating).
+        # generating). `drop` reads `resp` when it runs: a continuation's seller is dropped alike.
         gone = asyncio.ensure_future(proto.client_disconnect())
         drop = lambda _f: resp.close()  # noqa: E731
         gone.add_done_callback(drop)
         failpoints = self.failpoints
+        t0 = leg.t0
 
         def relay(piece: bytes) -> bool:
             # Runs in the seller connection's data callback, once per piece that arrives.
@@ -403,15 +541,26 @@ class Inference:
 
         tail = b""
         try:
-            await resp.pipe(relay)
-            tail = splicer.finish()
-        except UpstreamFailure as exc:
-            if gone.done():
-                status = "cancelled"
-            else:
-                status, error_code = "failed", "upstream_error"
-                log.warning("upstream stream broke: %s", type(exc).__name__)
-                tail = splicer.error_event("The upstream provider failed mid-stream.", "upstream_error")
+            while True:
+                try:
+                    if not (leg.first and relay(leg.first)):  # a hedged leg's first piece came first
+                        await resp.pipe(relay)
+                    tail = splicer.finish()
+                    break
+                except UpstreamFailure as exc:
+                    if gone.done():
+                        status = "cancelled"
+                        break
+                    log.warning("upstream stream broke: %s", type(exc).__name__)
+                    resp.close()
+                    taken = await self._continue_stream(trade, splicer, leg, route, exc)
+                    if taken is None:
+                        status, error_code = "failed", "upstream_error"
+                        tail = splicer.error_event(
+                            "The upstream provider failed mid-stream.", "upstream_error"
+                        )
+                        break
+                    resp, leg = taken
         except NativeError as exc:
             status, error_code = "failed", "upstream_error"
             log.warning("upstream stream unusable: %s", type(exc).__name__)
@@ -430,20 +579,28 @@ class Inference:
         if splicer.upstream_error is not None and status == "completed":
             status, error_code = "failed", "upstream_error"
         trade.finish_reason = splicer.finish_reason or ("error" if status == "failed" else None)
-        usage = usage_from(
-            splicer.usage if splicer.usage_source == "upstream" else None,
-            pre.prompt_tokens,
-            splicer.counted_completion_tokens,
-        )
+        if trade.listing is None:
+            # Continued, and no listing took the rest: each part served is billed as its own trade.
+            usage = None
+        else:
+            usage = usage_from(
+                splicer.usage if splicer.usage_source == "upstream" else None,
+                leg.pre.prompt_tokens,
+                splicer.counted_completion_tokens - leg.counted_before,
+            )
         try:
-            await self._settle(trade, usage, status, error_code)
+            if usage is None:
+                await self.rt.settler.settle(trade.row(status, None, None, error_code), [])
+            else:
+                await self._settle(trade, usage, status, error_code)
         except Exception as exc:
             # Headers are gone already: end the stream with an error event instead of a silent close.
             log.error("stream settlement failed: %s", type(exc).__name__)
             tail = splicer.error_event(
                 "The trade could not be recorded; you were not charged.", "service_unavailable"
             )
-        self._record_health(trade, status == "completed", usage)
+        if usage is not None:
+            self._record_health(trade, status == "completed", usage)
         if status != "cancelled":
             with contextlib.suppress(Exception):
                 # Exactly one [DONE], and only now that the trade is committed.
@@ -453,3 +610,85 @@ class Inference:
         # or the buyer's connection stays open until the garbage collector runs.
         transport = None
         return status, error_code
+
+    async def _continue_stream(
+        self, trade: TradeState, splicer: Any, leg: Leg, route: Route, exc: UpstreamFailure
+    ) -> tuple[H1Response, Leg] | None:
+        """A stream broke after the buyer got bytes from `leg`: go on at the next listing with the text
+        so far as an assistant prefix (domain/trade.py `continuation_refusal` says when not to). The
+        broken part is billed first, as a trade of its own, to the seller that produced it; the prompt
+        is not billed twice (the seller that broke bears it). Returns the new seller's 200 answer and
+        its leg (now the trade's), or None: the stream ends with an error event."""
+        produced = splicer.counted_completion_tokens - leg.counted_before
+        pre = route.pre
+        left = None if pre.max_tokens is None else pre.max_tokens - splicer.counted_completion_tokens
+        refusal = route.plan.continuation_refusal(
+            broke_as="timeout" if isinstance(exc, UpstreamTimedOut) else "5xx",
+            choices=pre.n,
+            tool_calls=splicer.tool_call_open or bool(splicer.tool_calls),
+            finish_reason=splicer.finish_reason,
+            completion_left=left,
+        )
+        if refusal is not None:
+            log.info("stream not continued: %s", refusal)
+            return None  # the trade stays with this leg: billed as a broken stream
+        try:
+            part_id = await self._bill_part(trade, leg, produced)
+        except DragonflyError:
+            return None  # not recorded (and not charged): the stream ends here
+        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
+        # The leg's `ok` attempt (recorded when it won) becomes its `continued` one.
+        if trade.attempts and trade.attempts[-1].listing_id == leg.listing.id:
+            trade.attempts.pop()
+        trade.attempts.append(
+            Attempt(leg.listing.id, leg.listing.provider, "continued", latency, "broken_stream", part_id)
+        )
+        self._leg_failed(leg, "broken_stream")
+        trade.listing, trade.hold, trade.hold_id = None, 0, ""
+        route.body = continuation_body(route.body, splicer.content_so_far, left)
+        route.pre = await _native_call(len(route.body), preparse_request, route.body, pre.encoding)
+        trade.hold_completion_tokens = left if left is not None else DEFAULT_COMPLETION_HOLD
+        plan = route.plan
+        while (nxt := await self._admit_next(trade, route)) is not None:
+            nxt.t0 = time.perf_counter_ns()
+            nxt.counted_before = splicer.counted_completion_tokens
+            try:
+                resp = await self._send(nxt, route.body, trade, read_first=False)
+            except UpstreamFailure as failure:
+                step = await self._outcome(trade, nxt, plan, failure)
+            else:
+                step = await self._outcome(trade, nxt, plan, resp)
+                if step is RELAY:
+                    splicer.begin_continuation()
+                    self._take(trade, nxt)
+                    latency = (time.perf_counter_ns() - nxt.t0) // 1_000_000
+                    trade.attempts.append(Attempt(nxt.listing.id, nxt.listing.provider, "ok", latency))
+                    return resp, nxt
+            if step.error is not None:
+                return None
+        return None
+
+    async def _bill_part(self, trade: TradeState, leg: Leg, completion_tokens: int) -> str:
+        """Record the part of a continued stream that `leg`'s seller produced as a trade of its own
+        (status `continued`): its completion tokens at its prices, no prompt. Returns its id."""
+        part = TradeState(
+            request_id=new_id(),
+            key=trade.key,
+            model=trade.model,
+            streamed=True,
+            started_ns=trade.started_ns,
+            created_ms=trade.created_ms,
+        )
+        part.listing, part.hold, part.hold_id = leg.listing, leg.hold, leg.hold_id
+        part.hold_prompt_tokens, part.hold_completion_tokens = (
+            trade.hold_prompt_tokens,
+            trade.hold_completion_tokens,
+        )
+        part.ttft_ms = trade.ttft_ms
+        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
+        part.attempts.append(
+            Attempt(leg.listing.id, leg.listing.provider, "continued", latency, "broken_stream")
+        )
+        usage = Usage(completion=completion_tokens, counted_completion=completion_tokens)
+        await self._settle(part, usage, "continued", "upstream_error")
+        return part.request_id

@@ -51,6 +51,13 @@ class ProfileInfo:
         fb = self.config.get("fallback") or {}
         return frozenset(fb.get("retry_on") or ("429", "5xx", "timeout", "connect_error"))
 
+    @property
+    def hedge_after_ms(self) -> int | None:
+        """When to start a second listing beside a first that has not answered (None = no hedging)."""
+        h = self.config.get("hedge") or {}
+        after = h.get("after_ms")
+        return int(after) if h.get("enabled") and after is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class ListingInfo:

@@ -30,6 +30,7 @@ from dragonfly.domain.money import worst_case_hold
 from dragonfly.errors import InvalidRequest
 from dragonfly.gateway.chat import Inference
 from dragonfly.gateway.h1 import H1Response, UpstreamFailure
+from dragonfly.gateway.legs import Leg, Route
 from dragonfly.gateway.snapshot import ListingInfo
 from dragonfly.gateway.trade import TradeState, Usage
 
@@ -84,8 +85,9 @@ class Speech(Inference):
         )
 
     async def _relay(
-        self, proto: Any, resp: H1Response, pre: Any, trade: TradeState, t0: int
+        self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, route: Route
     ) -> tuple[str, str | None]:
+        pre, t0 = leg.pre, leg.t0
         content_type = resp.header(b"content-type")
         headers = [
             ("content-type", content_type.decode("latin-1") if content_type else DEFAULT_AUDIO_TYPE),

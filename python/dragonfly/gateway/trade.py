@@ -60,9 +60,10 @@ def usage_from(upstream: Mapping[str, object] | None, prompt_counted: int, compl
 class Attempt:
     listing_id: str
     provider: str
-    status: str  # ok | error | timeout | connect_error | refused
+    status: str  # ok | error | timeout | connect_error | refused | cancelled | continued
     latency_ms: int
     error_type: str | None = None
+    trade_id: str | None = None  # `continued`: the trade that billed this listing's part of the stream
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -73,6 +74,8 @@ class Attempt:
         }
         if self.error_type:
             d["error_type"] = self.error_type
+        if self.trade_id:
+            d["trade_id"] = self.trade_id
         return d
 
 
@@ -87,6 +90,7 @@ class TradeState:
     attempts: list[Attempt] = field(default_factory=list)
     listing: ListingInfo | None = None
     hold: int = 0
+    hold_id: str = ""  # what the hold is reserved under in the state store (gateway/legs.py Leg)
     # What the hold covers, in the listing's price unit (tokens, or characters for a per-character
     # listing): settlement never bills more (invariant 3).
     hold_prompt_tokens: int = 0

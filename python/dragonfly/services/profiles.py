@@ -3,8 +3,8 @@
 Every profile is registered in a throwaway native `Market` (`register_profile`, the data plane's own
 call) before it is stored, so what the API accepts the data plane can rank with: anything else is a 400.
 `weights` act only with strategy `custom` (which requires them); with another strategy they are refused,
-and a PATCH that moves a profile off `custom` drops its stored weights. Hedging does not exist yet:
-`hedge.enabled: true` is refused by the schema.
+and a PATCH that moves a profile off `custom` drops its stored weights. `hedge.enabled: true` needs
+`after_ms` (the schema refuses it without); the data plane hedges with it (gateway/chat.py).
 
 Stored `config` (JSON, read by the data plane's snapshot loader):
     weights: {price, latency, throughput, reliability, quality} | null   (strategy custom only)

@@ -46,11 +46,12 @@ def test_profiles_the_market_cannot_rank_with_are_refused(api: ControlPlane) -> 
         _refused(api, session, {"name": "x", "strategy": "cost_first", "weights": {"price": 1}})["param"]
         == "weights"
     )
-    # Hedging does not exist yet: enabling it is refused; absent or disabled is fine.
-    err = _refused(
-        api, session, {"name": "x", "strategy": "balanced", "hedge": {"enabled": True, "after_ms": 300}}
-    )
-    assert err["param"] == "hedge.enabled" and "not available yet" in err["message"]
+    # Hedging needs its delay; a delay too short to be a hedge (every request sent twice) is refused.
+    err = _refused(api, session, {"name": "x", "strategy": "balanced", "hedge": {"enabled": True}})
+    assert err["param"] == "hedge" and "after_ms is required" in err["message"]
+    _refused(api, session, {"name": "x", "strategy": "balanced", "hedge": {"enabled": True, "after_ms": 5}})
+    hedged = _profile(api, session, {"strategy": "balanced", "hedge": {"enabled": True, "after_ms": 300}})
+    assert hedged["hedge"] == {"enabled": True, "after_ms": 300}
     assert (
         _profile(api, session, {"strategy": "balanced", "hedge": {"enabled": False}})["hedge"]["enabled"]
         is False
@@ -61,7 +62,7 @@ def test_profiles_the_market_cannot_rank_with_are_refused(api: ControlPlane) -> 
     path = f"{PROFILES}/{custom['id']}"
     _refused(api, session, {"weights": None}, "PATCH", path)  # custom still needs weights
     _refused(api, session, {"strategy": "balanced", "weights": {"price": 1}}, "PATCH", path)
-    _refused(api, session, {"hedge": {"enabled": True, "after_ms": 50}}, "PATCH", path)
+    _refused(api, session, {"hedge": {"enabled": True, "after_ms": None}}, "PATCH", path)
     moved = api.call("PATCH", path, session, json={"strategy": "quality_first"})
     assert moved.status_code == 200, moved.text
     # Off `custom`, the stored weights are dropped: they would not act.

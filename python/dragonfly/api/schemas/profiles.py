@@ -67,17 +67,17 @@ class Fallback(Body):
 
 
 class Hedge(Body):
-    """Hedging does not exist yet: `enabled: true` is refused (a field the API accepts must act)."""
+    """`after_ms`: how long the first listing may stay silent before the next one is started beside it
+    (gateway/chat.py); required when hedging is enabled."""
 
     enabled: bool = False
     after_ms: int | None = Field(default=None, ge=10, le=600_000)
 
-    @field_validator("enabled")
-    @classmethod
-    def _not_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("hedging is not available yet; leave hedge out or set enabled to false")
-        return value
+    @model_validator(mode="after")
+    def _delay_when_enabled(self) -> Hedge:
+        if self.enabled and self.after_ms is None:
+            raise ValueError("hedge.after_ms is required when hedging is enabled")
+        return self
 
 
 class _ProfileFields(Body):
