@@ -20,6 +20,7 @@ import click
 from dragonfly.cli.demo_seed import seed_demo
 from dragonfly.cli.supervisor import Supervisor, free_port, python_module
 from dragonfly.config import Settings
+from dragonfly.lifetime import port_taken
 from dragonfly.storage.sql import open_database
 
 
@@ -93,6 +94,9 @@ def serve(
         settings = dataclasses.replace(settings, allow_private_upstreams=True)
     if settings.workers > 1 and not settings.redis_url:
         raise click.UsageError("--workers > 1 needs a shared state store: set --redis-url")
+    if port_taken(settings.host, settings.port):
+        # Else the gateway would fail to bind while `serve` found "something" listening and said it served.
+        raise click.UsageError(f"{settings.host}:{settings.port} is already in use; pick another --port")
     asyncio.run(_migrate(settings))
 
     stopping = False

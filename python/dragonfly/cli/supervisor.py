@@ -11,6 +11,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from dragonfly.lifetime import die_with_parent
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -42,7 +44,16 @@ class Supervisor:
     def start(
         self, name: str, argv: list[str], env: dict[str, str], host: str, port: int, timeout_s: float = 60
     ) -> Child:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        me = os.getpid()
+        # Its own session (a terminal's ^C reaches only `serve`, which stops children in order), tied to
+        # this process's life: a `serve` killed with SIGKILL takes its children along (lifetime.py).
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM, me),
+        )
         child = Child(name, proc)
         self.children.append(child)
         wait_for_port(host, port, proc, timeout_s)

@@ -18,6 +18,7 @@ from dragonfly.gateway.http import send_error, send_json
 from dragonfly.gateway.runtime import Runtime
 from dragonfly.gateway.speech import Speech
 from dragonfly.ids import new_id
+from dragonfly.lifetime import die_with_parent
 
 log = logging.getLogger("dragonfly.gateway")
 
@@ -105,6 +106,7 @@ def _control_owned(path: str) -> bool:
 def create_app() -> GatewayApp:
     """Granian factory (`dragonfly.gateway.app:create_app`): settings from the environment."""
     settings = Settings.from_env()
+    die_with_parent()  # a Granian worker goes when its main process goes (dragonfly/lifetime.py)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
