@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from dragonfly.domain.health import stream_outcome
 from dragonfly.domain.money import worst_case_hold
 from dragonfly.domain.trade import (
     RELAY,
@@ -459,13 +460,14 @@ class Inference:
         # Throughput only means something for a stream (a whole body arrives at once).
         if trade.streamed and trade.ttft_ms is not None and total_ms > trade.ttft_ms and usage.completion:
             tps = usage.completion * 1000.0 / (total_ms - trade.ttft_ms)
-        self.rt.router.market.record_result(
-            trade.listing.id,
-            ok,
-            float(trade.ttft_ms) if trade.ttft_ms is not None else None,
-            tps,
-            int(time.time() * 1000),
-        )
+        if stream_outcome(ok, trade.finish_reason) != "neutral":  # a buyer's cancel is not the seller's
+            self.rt.router.market.record_result(
+                trade.listing.id,
+                ok,
+                float(trade.ttft_ms) if trade.ttft_ms is not None else None,
+                tps,
+                int(time.time() * 1000),
+            )
         self.rt.health.finished(trade.listing, ok, trade.finish_reason)
 
     async def _relay_body(self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg) -> None:
