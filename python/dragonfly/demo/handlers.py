@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import itertools
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -159,23 +160,18 @@ class SellerHandlers:
                 "x-request-id": f"req_{cid}",
             }
         )
+        words = len(answer.words)
         try:
             await resp.prepare(request)
-            for i, event in enumerate(events):
-                if cfg.drop_mid_stream_after is not None and i >= cfg.drop_mid_stream_after:
-                    if request.transport is not None:
-                        request.transport.close()
-                    return resp
-                delay = (
-                    cfg.first_token_delay_s
-                    if i == 0
-                    else cfg.chunk_delay_s
-                    if 1 < i <= len(answer.words)
-                    else 0
-                )
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await resp.write(b"data: " + orjson.dumps(event) + b"\n\n")
+            paced = await self._write_paced(
+                request,
+                resp,
+                (b"data: " + orjson.dumps(event) + b"\n\n" for event in events),
+                # Before the role preamble, then before each word after the first one.
+                lambda i: cfg.first_token_delay_s if i == 0 else cfg.chunk_delay_s if 1 < i <= words else 0,
+            )
+            if not paced:
+                return resp
             await resp.write(b"data: [DONE]\n\n")
             if cfg.end_delay_s > 0:
                 await asyncio.sleep(cfg.end_delay_s)
@@ -236,21 +232,35 @@ class SellerHandlers:
             resp.content_length = sum(len(p) for p in pieces)
         try:
             await resp.prepare(request)
-            for i, piece in enumerate(pieces):
-                if cfg.drop_mid_stream_after is not None and i >= cfg.drop_mid_stream_after:
-                    if request.transport is not None:
-                        request.transport.close()
-                    return resp
-                delay = cfg.first_token_delay_s if i == 0 else cfg.chunk_delay_s
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await resp.write(piece)
+            delay = lambda i: cfg.first_token_delay_s if i == 0 else cfg.chunk_delay_s  # noqa: E731
+            if not await self._write_paced(request, resp, pieces, delay):
+                return resp
             await resp.write_eof()
         except (asyncio.CancelledError, ConnectionError):
             self.stats.cancelled += 1
             raise
         self.stats.completed += 1
         return resp
+
+    async def _write_paced(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        pieces: Iterable[bytes],
+        delay: Callable[[int], float],
+    ) -> bool:
+        """Write the pieces, `delay(i)` seconds before piece `i`; False when `drop_mid_stream_after` closed
+        the connection first (the seller "dies mid-stream")."""
+        drop_after = self.config.drop_mid_stream_after
+        for i, piece in enumerate(pieces):
+            if drop_after is not None and i >= drop_after:
+                if request.transport is not None:
+                    request.transport.close()
+                return False
+            if (seconds := delay(i)) > 0:
+                await asyncio.sleep(seconds)
+            await resp.write(piece)
+        return True
 
     # -- test hooks -----------------------------------------------------------------------------------
 

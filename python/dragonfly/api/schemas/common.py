@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -16,6 +17,17 @@ class Body(BaseModel):
     def given(self) -> dict[str, object]:
         """The fields the caller actually sent (a PATCH distinguishes absent from null)."""
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+def first_unknown(data: Any, known: Iterable[str]) -> str | None:
+    """The first (sorted) key of a JSON object that is not among `known`, cut for an error message; None
+    when every key is known or `data` is not an object. For validators that name the allowed values in
+    their refusal rather than pydantic's generic "extra inputs are not permitted"."""
+    if not isinstance(data, dict):
+        return None
+    allowed = set(known)
+    unknown = sorted(str(k) for k in data if k not in allowed)
+    return unknown[0][:40] if unknown else None
 
 
 def _price(value: object) -> int:

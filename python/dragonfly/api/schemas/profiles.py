@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dragonfly.api.schemas.common import Body, Name, Price
+from dragonfly.api.schemas.common import Body, Name, Price, first_unknown
 
 Strategy = Literal["cost_first", "balanced", "reliability_first", "quality_first", "custom"]
 RETRY_ON = ("429", "5xx", "timeout", "connect_error")
@@ -30,13 +30,11 @@ class Weights(Body):
     @model_validator(mode="before")
     @classmethod
     def _known_names(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(str(k) for k in data if k not in cls.model_fields)
-            if unknown:
-                raise ValueError(
-                    f"unknown weight {unknown[0][:40]!r}; the weights are price, latency (time to first "
-                    "token), throughput, reliability, quality"
-                )
+        if (name := first_unknown(data, cls.model_fields)) is not None:
+            raise ValueError(
+                f"unknown weight {name!r}; the weights are price, latency (time to first token), "
+                "throughput, reliability, quality"
+            )
         return data
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from dragonfly.api.schemas.common import Body
+from dragonfly.api.schemas.common import Body, first_unknown
 from dragonfly.api.schemas.profiles import Weights
 
 
@@ -23,13 +23,11 @@ class StrategyWeights(Body):
     @model_validator(mode="before")
     @classmethod
     def _known_strategies(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(str(k) for k in data if k not in cls.model_fields)
-            if unknown:
-                raise ValueError(
-                    f"unknown strategy {unknown[0][:40]!r}; the operator sets cost_first, balanced, "
-                    "reliability_first and quality_first (custom takes its weights from each profile)"
-                )
+        if (name := first_unknown(data, cls.model_fields)) is not None:
+            raise ValueError(
+                f"unknown strategy {name!r}; the operator sets cost_first, balanced, reliability_first "
+                "and quality_first (custom takes its weights from each profile)"
+            )
         return data
 
     def changes(self) -> dict[str, dict[str, Any] | None]:
