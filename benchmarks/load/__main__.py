@@ -1,4 +1,4 @@
-"""`python -m benchmarks.load run | gate | streams | profile | plot` (see benchmarks/README.md)."""
+"""`python -m benchmarks.load run | gate | streams | profile | plot | ab` (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,70 @@ def profile(scenario: str, duration: float, users: int, rate_hz: int, gil: bool,
     profile_mod.profile(
         scenario=scenario, duration_s=min(duration, 120.0), users=users, rate_hz=rate_hz, out_dir=out, gil=gil
     )
+
+
+@cli.command()
+@click.option(
+    "--ref", required=True, help="The baseline commit, e.g. 8f2f23e^ (checked out with git worktree)."
+)
+@click.option(
+    "--head-ref",
+    default=None,
+    help="Run head (and aa) from this commit's worktree instead of the working tree, e.g. 63a7dcd.",
+)
+@click.option("--targets", default="relay,baseline,head,hedge", show_default=True, help="Comma-separated.")
+@click.option("--scenarios", default="chat,stream", show_default=True)
+@click.option("--duration", type=float, default=8.0, show_default=True, help="Seconds per load run.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Interleaved rounds per target.")
+@click.option("--users", type=int, default=64, show_default=True, help="Connections, chat.")
+@click.option("--stream-users", type=int, default=16, show_default=True, help="Connections, stream.")
+@click.option("--probe-count", type=int, default=1000, show_default=True, help="Concurrency-1 requests.")
+@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=harness.RESULTS.parent / "runs",
+    show_default=True,
+    help="Where the run's data is kept (ab-<time>.json).",
+)
+@click.option(
+    "--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: in --out."
+)
+def ab(
+    ref: str,
+    head_ref: str | None,
+    targets: str,
+    scenarios: str,
+    duration: float,
+    rounds: int,
+    users: int,
+    stream_users: int,
+    probe_count: int,
+    out: Path,
+    runs_dir: Path,
+    png: Path | None,
+) -> None:
+    """Same-run A/B: the working tree (and a hedge-armed key) against REF's code, beside the relay floor."""
+    from benchmarks.load import ab as ab_mod
+
+    cfg = ab_mod.AbConfig(
+        ref=ref,
+        targets=[t.strip() for t in targets.split(",") if t.strip()],
+        scenarios=[s.strip() for s in scenarios.split(",") if s.strip()],
+        duration_s=min(duration, 120.0),
+        rounds=max(1, min(rounds, 10)),
+        users=users,
+        stream_users=stream_users,
+        probe_count=probe_count,
+        out_dir=out,
+        runs_dir=runs_dir,
+        png=png,
+        head_ref=head_ref,
+    )
+    try:
+        ab_mod.run(cfg)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @cli.command("plot")

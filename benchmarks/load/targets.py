@@ -170,24 +170,26 @@ def export_ref(ref: str, cache: Path = CACHE) -> Path:
     return dest
 
 
-def dragonfly_env(env: dict[str, str]) -> dict[str, str]:
+def dragonfly_env(env: dict[str, str], src: Path | None = None) -> dict[str, str]:
+    """`src`: this target's own source tree (the A/B run's baseline worktree); default DRAGONFLY_SRC."""
     paths = [str(services.REPO)]
-    if DRAGONFLY_SRC is not None:
-        paths.insert(0, str(DRAGONFLY_SRC / "python"))
+    src = src or DRAGONFLY_SRC
+    if src is not None:
+        paths.insert(0, str(src / "python"))
     return {**env, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def _serve(name: str, log_dir: Path, env: dict[str, str]) -> tuple[Proc, int]:
+def _serve(name: str, log_dir: Path, env: dict[str, str], src: Path | None = None) -> tuple[Proc, int]:
     port = free_port()
     argv = [sys.executable, "-m", "dragonfly.cli", "serve", "--no-demo", "--port", str(port)]
-    proc = services.start(name, argv, log_dir, env=dragonfly_env(env), ready_port=port, timeout_s=90)
+    proc = services.start(name, argv, log_dir, env=dragonfly_env(env, src), ready_port=port, timeout_s=90)
     return proc, port
 
 
-def _seed(env: dict[str, str], seller: Target) -> dict[str, Any]:
+def _seed(env: dict[str, str], seller: Target, src: Path | None = None) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.load.seed", f"{seller.origin}/v1", SELLER_KEY],
-        env={**os.environ, **dragonfly_env(env)},
+        env={**os.environ, **dragonfly_env(env, src)},
         cwd=services.REPO,
         capture_output=True,
         text=True,
@@ -201,13 +203,18 @@ def _seed(env: dict[str, str], seller: Target) -> dict[str, Any]:
 
 
 def start_dragonfly(
-    name: str, log_dir: Path, seller: Target, database_url: str, redis_url: str | None = None
+    name: str,
+    log_dir: Path,
+    seller: Target,
+    database_url: str,
+    redis_url: str | None = None,
+    src: Path | None = None,
 ) -> Target:
     data_dir = log_dir / f"{name}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     env = settings_env(database_url, str(data_dir), redis_url)
-    market = _seed(env, seller)
-    proc, port = _serve(name, log_dir, env)
+    market = _seed(env, seller, src)
+    proc, port = _serve(name, log_dir, env, src)
     t = Target(
         name,
         f"http://127.0.0.1:{port}",
