@@ -5,11 +5,13 @@ Nothing else in the package reads the environment: components receive a `Setting
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -25,6 +27,9 @@ class Settings:
     port: int = 8000
     # Internal port of the control plane behind the public data plane; 0 = pick a free one.
     control_port: int = 0
+    # Where people reach the product (the base of links in mail: `<public_url>/verify`). Empty: made from
+    # host and port (`resolved`); `serve` hands its own to the control plane, whose port is internal.
+    public_url: str = ""
     data_dir: str = "var"
     database_url: str = ""
     redis_url: str | None = None
@@ -39,6 +44,10 @@ class Settings:
     reserve_bps: int = 500  # 5 % of the seller payout is held in reserve
     earnings_lock_s: int = 3600
     settlement_period_s: float = 60.0  # how often the control plane releases matured seller earnings
+    # The reserve share of earnings is released to available after this many days (a decimal number),
+    # unless a review of the seller's was upheld within them (domain/payouts.py `reserve_paused`).
+    reserve_release_days: float = 30.0
+    pricing_period_s: float = 60.0  # how often the control plane re-prices listings from the market
     trial_credit_micros: int = 100_000  # $0.10
     # Sessions.
     jwt_ttl_s: int = 3600
@@ -52,8 +61,21 @@ class Settings:
     # slots reserved; it must outlive the longest upstream call (upstream_total_timeout_s).
     hold_lease_s: float = 900.0
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    # Overload (gateway/app.py): past this many requests in flight in one data-plane worker, the next is
+    # answered 503 `service_unavailable` with `retry-after` instead of queued (/healthz, /metrics exempt).
+    max_inflight: int = 4096
+    # Drain (gateway/drain.py): on SIGTERM a worker stops taking requests and gives those in flight this
+    # long to finish; then it ends the rest (streams with an error event), settles them and exits.
+    drain_timeout_s: float = 25.0
     workers: int = 1
     log_level: str = "info"
+    # `json` (one object per line) or `text` (`time LEVEL logger message`), for every dragonfly process.
+    log_format: str = "json"
+    # /metrics on the public port: with a token, only `Authorization: Bearer <token>`; without, only
+    # loopback clients. The multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, which `serve` sets for
+    # its children) is where each Granian worker's values live so that any worker answers for all.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_dir: str | None = None
     # Crash-test hook: the data plane calls os._exit at this named point of a trade (tests only).
     failpoint: str | None = None
     # Listing health (domain/health.py): when live failures degrade and suspend a contract.
@@ -76,6 +98,7 @@ class Settings:
             "host": e.get("DRAGONFLY_HOST", base.host),
             "port": int(e.get("DRAGONFLY_PORT", base.port)),
             "control_port": int(e.get("DRAGONFLY_CONTROL_PORT", base.control_port)),
+            "public_url": e.get("DRAGONFLY_PUBLIC_URL", base.public_url),
             "data_dir": data_dir,
             "database_url": e.get("DRAGONFLY_DATABASE_URL", ""),
             "redis_url": e.get("DRAGONFLY_REDIS_URL") or None,
@@ -89,6 +112,8 @@ class Settings:
             "reserve_bps": int(e.get("DRAGONFLY_RESERVE_BPS", base.reserve_bps)),
             "earnings_lock_s": int(e.get("DRAGONFLY_EARNINGS_LOCK_S", base.earnings_lock_s)),
             "settlement_period_s": float(e.get("DRAGONFLY_SETTLEMENT_PERIOD_S", base.settlement_period_s)),
+            "reserve_release_days": float(e.get("DRAGONFLY_RESERVE_RELEASE_DAYS", base.reserve_release_days)),
+            "pricing_period_s": float(e.get("DRAGONFLY_PRICING_PERIOD_S", base.pricing_period_s)),
             "trial_credit_micros": int(e.get("DRAGONFLY_TRIAL_CREDIT_MICROS", base.trial_credit_micros)),
             "jwt_ttl_s": int(e.get("DRAGONFLY_JWT_TTL_S", base.jwt_ttl_s)),
             "max_body_bytes": int(e.get("DRAGONFLY_MAX_BODY_BYTES", base.max_body_bytes)),
@@ -102,8 +127,19 @@ class Settings:
             "trusted_proxies": tuple(
                 p.strip() for p in e.get("DRAGONFLY_TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
+            "max_inflight": _at_least(
+                1, "DRAGONFLY_MAX_INFLIGHT", int(e.get("DRAGONFLY_MAX_INFLIGHT", base.max_inflight))
+            ),
+            "drain_timeout_s": _at_least(
+                0,
+                "DRAGONFLY_DRAIN_TIMEOUT_S",
+                float(e.get("DRAGONFLY_DRAIN_TIMEOUT_S", base.drain_timeout_s)),
+            ),
             "workers": int(e.get("DRAGONFLY_WORKERS", base.workers)),
             "log_level": e.get("DRAGONFLY_LOG_LEVEL", base.log_level),
+            "log_format": _log_format(e.get("DRAGONFLY_LOG_FORMAT", base.log_format)),
+            "metrics_token": e.get("DRAGONFLY_METRICS_TOKEN") or None,
+            "metrics_dir": e.get("PROMETHEUS_MULTIPROC_DIR") or None,
             "failpoint": e.get("DRAGONFLY_FAILPOINT") or None,
             **_health_env(e, base),
         }
@@ -111,8 +147,9 @@ class Settings:
         return replace(base, **values).resolved()
 
     def resolved(self) -> Settings:
-        """Fill derived defaults: database URL and mail dir under the data dir, a persistent secret."""
-        out = self
+        """Fill derived defaults: database URL and mail dir under the data dir, a persistent secret, the
+        public URL from host and port."""
+        out = replace(self, public_url=public_base_url(self.public_url, self.host, self.port))
         if not out.database_url:
             out = replace(out, database_url=f"sqlite:///{Path(out.data_dir) / 'dragonfly.db'}")
         if not out.mail_dir:
@@ -137,6 +174,51 @@ _HEALTH_ENV = {
     "health_max_ejection_s": "DRAGONFLY_HEALTH_MAX_EJECTION_S",
     "health_max_ejected_pct": "DRAGONFLY_HEALTH_MAX_EJECTED_PCT",
 }
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _at_least(low: _N, name: str, value: _N) -> _N:
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, not {value}")
+    return value
+
+
+def public_base_url(raw: str, host: str, port: int) -> str:
+    """`DRAGONFLY_PUBLIC_URL` checked and without a trailing slash (an http(s) URL, a path prefix allowed,
+    no query or fragment); when empty, `http://<host>:<port>` with a wildcard bind address read as
+    loopback. Raises ValueError (the process stops at start) for anything else."""
+    if not raw.strip():
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return f"http://{host}:{port}"
+        if address.is_unspecified:
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        shown = f"[{address}]" if address.version == 6 else str(address)
+        return f"http://{shown}:{port}"
+    url = urlsplit(raw.strip())
+    if (
+        url.scheme not in ("http", "https")
+        or not url.hostname
+        or "@" in url.netloc
+        or url.query
+        or url.fragment
+    ):
+        # The value is not echoed: a mistyped URL may carry a password.
+        raise ValueError(
+            "DRAGONFLY_PUBLIC_URL must be an http:// or https:// URL without user, query or fragment,"
+            " such as https://dragonfly.example.com"
+        )
+    return raw.strip().rstrip("/")
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("json", "text"):
+        raise ValueError(f"DRAGONFLY_LOG_FORMAT must be json or text, not {raw!r}")
+    return value
 
 
 def _health_env(env: dict[str, str], base: Settings) -> dict[str, Any]:

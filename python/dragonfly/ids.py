@@ -36,7 +36,11 @@ def iso(ms: int | None) -> str | None:
 
 
 def parse_iso_ms(text: str) -> int:
+    """ISO 8601 -> epoch ms (naive = UTC). Raises ValueError for a time `iso` cannot show again: an offset
+    can carry year 1 or 9999 out of range in UTC (that was a 500 when the time was answered back)."""
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    ms = int(dt.timestamp() * 1000)
+    iso(ms)  # ValueError ("year 10000 is out of range") when it cannot be shown
+    return ms

@@ -62,11 +62,13 @@ async def _post_raw(
         )
         for account, amount in lines:
             await tx.execute(
-                "INSERT INTO entries (journal_id, account, amount, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO entries (journal_id, account, amount, created_at, public_id)"
+                " VALUES ($1, $2, $3, $4, $5)",
                 jid,
                 account,
                 amount,
                 now,
+                str(uuid.uuid4()),
             )
             if update_balances:
                 await tx.execute(

@@ -22,6 +22,7 @@ from dragonfly.gateway.upstream import (
     UpstreamBroken,
     UpstreamClient,
     UpstreamConnectError,
+    UpstreamDrained,
     UpstreamTimedOut,
 )
 
@@ -279,6 +280,29 @@ async def test_piped_close_from_outside_ends_the_pipe(scripted, client) -> None:
     resp.close()  # what the gateway does when its client goes away
     with pytest.raises(UpstreamBroken):
         await asyncio.wait_for(done, 1)
+
+
+async def test_drain_cuts_every_call_in_flight_and_refuses_new_ones(scripted, client) -> None:
+    """The drain deadline (gateway/drain.py): a call waiting for its head, a piped stream and an
+    until-close body each end with UpstreamDrained — the last not mistaken for a body that ended — and
+    no new connection is made."""
+    waiting = await scripted([])  # never answers
+    streaming = await scripted(_sse_chunks([b"data: 1\n\n"], end=b""))  # then silence
+    until_close = await scripted([b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\npart"])  # then silence
+    head = asyncio.ensure_future(client.post(url(waiting), "k", b"{}", accept_sse=False))
+    stream = await client.post(url(streaming), "k", b"{}", accept_sse=True)
+    piped = stream.pipe(lambda p: False)
+    body = await client.post(url(until_close), "k", b"{}", accept_sse=False)
+    assert await body.read_some() == b"part"
+    rest = asyncio.ensure_future(body.read(1 << 20))
+    await asyncio.sleep(0.05)
+    assert client.drain() == 3
+    for pending in (head, piped, rest):
+        with pytest.raises(UpstreamDrained):
+            await asyncio.wait_for(pending, 1)
+    with pytest.raises(UpstreamDrained):
+        await client.post(url(streaming), "k", b"{}", accept_sse=True)
+    assert streaming.accepts == 1
 
 
 async def test_piped_gzip_and_until_close_bodies(scripted, client) -> None:

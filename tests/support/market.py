@@ -64,6 +64,7 @@ async def seed_listing(
     encoding: str | None = None,
     context_length: int | None = None,
     price_unit: str | None = None,
+    cached_input_price: str | None = None,
 ) -> tuple[str, str]:
     """A seller account with a pool key on `seller` and an active (probed) listing. Returns ids."""
     db = await open_database(settings.database_url)
@@ -94,6 +95,7 @@ async def seed_listing(
             encoding=encoding,
             context_length=context_length,
             price_unit=price_unit,
+            cached_input_price_per_mtok=cached_input_price,
         )
         run = await probe_listing(db, settings, SecretBox(settings.secret_key), listing["id"])
         assert run.get("passed"), run

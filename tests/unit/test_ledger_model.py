@@ -1,6 +1,9 @@
-"""The ledger model over the pure domain (`domain.ledger`, `domain.money`, `domain.payouts`): an in-memory
-double-entry book driven by random credits, reserves (holds), settles, voids, earnings releases and
-payouts must keep every invariant of ARCHITECTURE.md, Invariants 1–3 after every step."""
+"""The ledger model over the pure domain (`domain.ledger`, `domain.money`, `domain.payouts`,
+`domain.reviews`): an in-memory double-entry book driven by random credits, reserves (holds), settles
+(some flagged by the usage audit), voids, earnings and reserve releases, review resolutions (uphold with a
+refund, dismiss) and payouts (asked for, marked paid) must keep every invariant of ARCHITECTURE.md,
+Invariants 1–3 after every step, never release what an open review holds, and account for every
+micro-USD of every seller."""
 
 from __future__ import annotations
 
@@ -18,23 +21,31 @@ from dragonfly.domain.ledger import (
     credit_postings,
     seller_available,
     seller_locked,
+    seller_payouts_pending,
     seller_reserve,
     trade_postings,
 )
-from dragonfly.domain.money import trade_cost, worst_case_hold
+from dragonfly.domain.money import TradeCost, trade_cost, worst_case_hold
 from dragonfly.domain.payouts import (
     LockedAccount,
     cutoff_ms,
-    payout_postings,
+    payout_paid_postings,
+    payout_refusal,
+    payout_request_postings,
     release_due,
     release_postings,
     release_ref,
+    reserve_cutoff_ms,
+    reserve_paused,
+    reserve_release_postings,
     summarize,
 )
+from dragonfly.domain.reviews import refund_parts, refund_postings
 
 BUYERS = ("b1", "b2", "b3")
 SELLERS = ("s1", "s2")
 LOCK_S = 60
+RESERVE_DAYS = 0.001  # 86.4 s: a few `advance` steps
 
 
 @dataclass
@@ -47,6 +58,14 @@ class Hold:
     input_price: int
     output_price: int
     cached_price: int | None
+
+
+@dataclass
+class Review:
+    buyer: str
+    seller: str
+    cost: TradeCost
+    at: int
 
 
 @dataclass
@@ -77,6 +96,15 @@ class LedgerMachine(RuleBasedStateMachine):
         self.next_hold = 0
         self.settled: list[tuple[int, int]] = []  # (cost, hold) of every settle
         self.max_cutoff: dict[str, int] = {}
+        self.open_reviews: dict[int, Review] = {}
+        self.next_review = 0
+        self.reviewed: set[str] = set()  # sellers that ever had a flagged trade
+        self.last_upheld: dict[str, int] = {}
+        self.credited: dict[str, int] = {}  # every seller share ever credited by a trade
+        self.refunded: dict[str, int] = {}  # every seller part ever refunded by an upheld review
+        self.pending_payouts: list[tuple[str, int]] = []
+        self.paid: dict[str, int] = {}
+        self.released: dict[str, int] = {}  # locked earnings released, per seller
 
     def held(self, buyer: str) -> int:
         return sum(h.amount for h in self.holds.values() if h.buyer == buyer)
@@ -128,6 +156,7 @@ class LedgerMachine(RuleBasedStateMachine):
         reserve_bps=st.integers(0, 10_000),
     )
     def settle(self, data: st.DataObject, fee_bps: int, reserve_bps: int) -> None:
+        """Settle a hold; some trades are flagged by the usage audit (their seller share then held)."""
         hold_id = data.draw(st.sampled_from(sorted(self.holds)))
         h = self.holds.pop(hold_id)
         prompt = data.draw(st.integers(0, h.prompt))
@@ -145,6 +174,11 @@ class LedgerMachine(RuleBasedStateMachine):
         postings = trade_postings(h.buyer, h.seller, cost)
         if postings:
             self.book.post(postings, self.now)
+            self.credited[h.seller] = self.credited.get(h.seller, 0) + cost.payout + cost.reserve
+            if data.draw(st.booleans()):
+                self.open_reviews[self.next_review] = Review(h.buyer, h.seller, cost, self.now)
+                self.next_review += 1
+                self.reviewed.add(h.seller)
 
     @precondition(lambda self: bool(self.holds))
     @rule(data=st.data())
@@ -155,9 +189,23 @@ class LedgerMachine(RuleBasedStateMachine):
     def advance(self, ms: int) -> None:
         self.now += ms
 
+    def review_held(self, seller: str, reserve: bool = False) -> list[tuple[int, int]]:
+        """(posted at, amount) of the seller's credits to locked (or reserve) under open reviews."""
+        return [
+            (r.at, r.cost.reserve if reserve else r.cost.payout)
+            for r in self.open_reviews.values()
+            if r.seller == seller
+        ]
+
     def locked_account(self, seller: str, cutoff: int) -> LockedAccount:
         account = seller_locked(seller)
-        return summarize(((at, amt) for acc, amt, at in self.book.entries if acc == account), cutoff)
+        postings = ((at, amt) for acc, amt, at in self.book.entries if acc == account)
+        return summarize(postings, cutoff, self.review_held(seller))
+
+    def reserve_account(self, seller: str, cutoff: int) -> LockedAccount:
+        account = seller_reserve(seller)
+        postings = ((at, amt) for acc, amt, at in self.book.entries if acc == account)
+        return summarize(postings, cutoff, self.review_held(seller, reserve=True))
 
     @rule(seller=st.sampled_from(SELLERS))
     def release(self, seller: str) -> None:
@@ -165,20 +213,62 @@ class LedgerMachine(RuleBasedStateMachine):
         amount = release_due(self.locked_account(seller, cutoff))
         if amount > 0:
             self.book.post(release_postings(seller, amount), self.now)
+            self.released[seller] = self.released.get(seller, 0) + amount
         self.max_cutoff[seller] = max(self.max_cutoff.get(seller, 0), cutoff)
-        # Released so far is exactly every locked credit posted before the latest cutoff.
         account = seller_locked(seller)
         matured = sum(a for acc, a, at in self.book.entries if acc == account and a > 0 and at < cutoff)
-        released = -sum(a for acc, a, _ in self.book.entries if acc == account and a < 0)
-        assert released == matured
+        released = self.released.get(seller, 0)
+        if seller not in self.reviewed:
+            # Without reviews, released so far is exactly every locked credit posted before the cutoff.
+            assert released == matured
+        # Never more than the matured credits not under review (refunds, also debits, only lower it).
+        assert released <= matured - sum(a for at, a in self.review_held(seller) if at < cutoff)
         # A second run at the same cutoff finds nothing due.
         assert release_due(self.locked_account(seller, cutoff)) == 0
 
+    @rule(seller=st.sampled_from(SELLERS))
+    def release_reserve(self, seller: str) -> None:
+        if reserve_paused(self.last_upheld.get(seller), self.now, RESERVE_DAYS):
+            return
+        cutoff = reserve_cutoff_ms(self.now, RESERVE_DAYS)
+        amount = release_due(self.reserve_account(seller, cutoff))
+        if amount > 0:
+            self.book.post(reserve_release_postings(seller, amount), self.now)
+        assert release_due(self.reserve_account(seller, cutoff)) == 0
+
+    @precondition(lambda self: bool(self.open_reviews))
+    @rule(data=st.data())
+    def resolve(self, data: st.DataObject) -> None:
+        """Uphold (refund some or all of the charge) or dismiss an open review."""
+        review = self.open_reviews.pop(data.draw(st.sampled_from(sorted(self.open_reviews))))
+        if not data.draw(st.booleans()):
+            return  # dismissed: the share is simply no longer held
+        refund = data.draw(st.integers(0, review.cost.charge))
+        parts = refund_parts(review.cost, refund)
+        if refund > 0:
+            # What the review held covers the seller's part of any refund.
+            assert self.book.bal(seller_locked(review.seller)) >= parts.payout
+            assert self.book.bal(seller_reserve(review.seller)) >= parts.reserve
+            self.book.post(refund_postings(review.buyer, review.seller, parts), self.now)
+        self.refunded[review.seller] = self.refunded.get(review.seller, 0) + parts.payout + parts.reserve
+        self.last_upheld[review.seller] = self.now
+
     @rule(seller=st.sampled_from(SELLERS), data=st.data())
-    def payout(self, seller: str, data: st.DataObject) -> None:
+    def request_payout(self, seller: str, data: st.DataObject) -> None:
         available = self.book.bal(seller_available(seller))
-        if available > 0:
-            self.book.post(payout_postings(seller, data.draw(st.integers(1, available))), self.now)
+        amount = data.draw(st.integers(1, max(1, 2 * available)))
+        if payout_refusal(amount, available) is not None:
+            assert amount > available
+            return
+        self.book.post(payout_request_postings(seller, amount), self.now)
+        self.pending_payouts.append((seller, amount))
+
+    @precondition(lambda self: bool(self.pending_payouts))
+    @rule(data=st.data())
+    def mark_paid(self, data: st.DataObject) -> None:
+        seller, amount = self.pending_payouts.pop(data.draw(st.integers(0, len(self.pending_payouts) - 1)))
+        self.book.post(payout_paid_postings(seller, amount), self.now)
+        self.paid[seller] = self.paid.get(seller, 0) + amount
 
     @invariant()
     def journals_balanced(self) -> None:
@@ -201,8 +291,24 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def seller_accounts_not_negative(self) -> None:
         for seller in SELLERS:
-            for account in (seller_locked(seller), seller_available(seller), seller_reserve(seller)):
+            accounts = (seller_locked(seller), seller_available(seller), seller_reserve(seller))
+            for account in (*accounts, seller_payouts_pending(seller)):
                 assert self.book.bal(account) >= 0
+
+    @invariant()
+    def open_reviews_are_covered(self) -> None:
+        for seller in SELLERS:
+            assert self.book.bal(seller_locked(seller)) >= sum(a for _, a in self.review_held(seller))
+            assert self.book.bal(seller_reserve(seller)) >= sum(
+                a for _, a in self.review_held(seller, reserve=True)
+            )
+
+    @invariant()
+    def every_seller_micro_is_accounted_for(self) -> None:
+        for seller in SELLERS:
+            where = (seller_locked, seller_reserve, seller_available, seller_payouts_pending)
+            held = sum(self.book.bal(f(seller)) for f in where) + self.paid.get(seller, 0)
+            assert held == self.credited.get(seller, 0) - self.refunded.get(seller, 0)
 
     @invariant()
     def settle_never_above_hold(self) -> None:
@@ -248,7 +354,9 @@ def test_release_journal_shape() -> None:
     with pytest.raises(ValueError):
         release_postings("s", 0)
     with pytest.raises(ValueError):
-        payout_postings("s", -1)
+        payout_request_postings("s", -1)
+    with pytest.raises(ValueError):
+        payout_paid_postings("s", 0)
 
 
 @given(st.lists(st.tuples(st.integers(0, 1000), st.integers(1, 10_000)), max_size=30), st.integers(0, 1000))

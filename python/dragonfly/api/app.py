@@ -1,8 +1,10 @@
 """Build the Robyn app: routes through the one wrapper, resources made at startup and closed at shutdown.
 
 Robyn gaps covered here (see ARCHITECTURE.md): its Config would parse `sys.argv`, so it is built from a clean
-argv; the OpenAPI `/docs` routes are disabled; request bodies are bounded in `http.endpoint`; SIGTERM and
-SIGINT are handled here (Robyn's single-process server does not stop on them) with a bounded shutdown.
+argv; Robyn's own OpenAPI `/docs` routes are disabled (ours, made from the route table, are
+`/api/openapi.json` and `/api/docs`: api/openapi.py); request bodies are bounded in `http.endpoint`;
+SIGTERM and SIGINT are handled here (Robyn's single-process server does not stop on them) with a bounded
+shutdown.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 from robyn import Robyn
 from robyn.argument_parser import Config
 
+from dragonfly import logfmt
+from dragonfly.api import openapi, verify_page
 from dragonfly.api.context import AppState
 from dragonfly.api.http import after_request, endpoint
 from dragonfly.api.routes import ROUTES
@@ -27,7 +31,7 @@ from dragonfly.security.sessions import SessionTokens
 from dragonfly.services import health
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.state.factory import make_state_store
-from dragonfly.workers import reprobe, settlement
+from dragonfly.workers import pricing, reprobe, settlement
 
 log = logging.getLogger("dragonfly.api")
 SHUTDOWN_GRACE_S = 5.0
@@ -53,13 +57,23 @@ async def _startup(state: AppState) -> None:
     if settings.redis_url:
         state.holds = make_state_store(settings)
     period_s = settings.settlement_period_s
+    # Earnings and reserve releases (workers/settlement.py); a bad reserve period stops the start.
+    settlement.check_reserve_days(settings.reserve_release_days)
     state.spawn(
-        settlement.run_forever(state.db_, lock_s=settings.earnings_lock_s, period_s=period_s),
+        settlement.run_forever(
+            state.db_,
+            lock_s=settings.earnings_lock_s,
+            period_s=period_s,
+            reserve_days=settings.reserve_release_days,
+        ),
         name="earnings-settlement",
     )
     # Degraded and health-suspended listings come back through this re-probe (workers/reprobe.py).
     policy = health.policy_from(settings)  # inconsistent DRAGONFLY_HEALTH_* values stop the start
     state.spawn(reprobe.run_forever(state.db_, settings, state.box, policy), name="listing-reprobe")
+    # Reference prices, multiplier and auto-follow listings follow the market (workers/pricing.py).
+    pricing.check_period(settings.pricing_period_s)
+    state.spawn(pricing.run_forever(state.db_, period_s=settings.pricing_period_s), name="listing-pricing")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(_terminate(state)))
@@ -87,11 +101,14 @@ async def _terminate(state: AppState) -> None:
 
 
 def build_app(settings: Settings) -> Robyn:
+    logfmt.apply(settings.log_format)  # DRAGONFLY_LOG_FORMAT, as the data plane (dragonfly/logfmt.py)
     state = AppState(settings=settings)
     app = Robyn(__file__, config=robyn_config())
     for route in ROUTES:
         name = f"{route.method} {route.path}"
         app.add_route(route.method, route.path, endpoint(state, route.access, route.handler, name))
+    openapi.add_routes(app)
+    verify_page.add_route(app)  # the page the verification mail links to
     app.after_request()(after_request)
 
     async def startup() -> None:

@@ -97,7 +97,10 @@ class Call:
     def query(self, name: str) -> str | None:
         # Robyn hands query values over still percent-encoded.
         value = self.request.query_params.get(name, None)
-        return unquote_plus(value) if value else None
+        text = unquote_plus(value) if value else None
+        if text is not None and "\x00" in text:  # PostgreSQL cannot take a NUL (that was a 500 there)
+            raise InvalidRequest(f"{name} must not contain NUL characters.", param=name)
+        return text
 
     def json(self, model: type[M]) -> M:
         raw = self.body_bytes.strip() or b"{}"

@@ -8,11 +8,15 @@ seller (a real OpenAI-compatible server on loopback) with a listing for `demo/ec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import math
 import os
+import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -22,6 +26,22 @@ from dragonfly.cli.supervisor import Supervisor, free_port, python_module
 from dragonfly.config import Settings
 from dragonfly.lifetime import port_taken
 from dragonfly.storage.sql import open_database
+
+# The gateway drains for `drain_timeout_s`, then ends what is left and exits within ~2 s
+# (gateway/drain.py). Backstops: Granian kills a worker still running this much later, and `serve`
+# kills the gateway's whole process group later still.
+WORKER_KILL_MARGIN_S = 3
+GATEWAY_KILL_MARGIN_S = 5.0
+# A deep accept queue: thousands of concurrent streams must not wait to be accepted.
+BACKLOG = 4096
+# Granian holds a permit per open connection (idle keep-alive ones too) and stops accepting at its
+# `--backpressure` (default: backlog / workers); kept well above the in-flight limit, so that past the
+# limit a request is accepted and answered 503 by the gateway instead of waiting in the accept queue.
+CONNECTIONS_PER_INFLIGHT = 2
+
+
+def granian_backpressure(settings: Settings) -> int:
+    return max(BACKLOG // max(1, settings.workers), settings.max_inflight * CONNECTIONS_PER_INFLIGHT)
 
 
 def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -35,14 +55,45 @@ def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
             "DRAGONFLY_SECRET_KEY": settings.secret_key,
             "DRAGONFLY_ALLOW_PRIVATE_UPSTREAMS": "1" if settings.allow_private_upstreams else "0",
             "DRAGONFLY_LOG_LEVEL": settings.log_level,
+            "DRAGONFLY_LOG_FORMAT": settings.log_format,
+            # The control plane's own port is internal: links it mails must name the public address.
+            "DRAGONFLY_PUBLIC_URL": settings.public_url,
         }
     )
+    if settings.metrics_dir:
+        # prometheus_client's multiprocess mode: every Granian worker writes its values here.
+        env["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
     if settings.redis_url:
         env["DRAGONFLY_REDIS_URL"] = settings.redis_url
     if settings.smtp_url:
         env["DRAGONFLY_SMTP_URL"] = settings.smtp_url
     env.update(extra)
     return env
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fresh_metrics_dir(data_dir: str) -> Path:
+    """This run's empty metrics directory, `<data dir>/metrics/run-<pid>`; directories left by earlier
+    runs whose `serve` is gone are removed (their workers' values would be counted again)."""
+    root = Path(data_dir) / "metrics"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("run-*"):
+        pid = old.name.removeprefix("run-")
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # another `serve` on this data directory
+        shutil.rmtree(old, ignore_errors=True)
+    run = root / f"run-{os.getpid()}"
+    run.mkdir()
+    return run
 
 
 async def _migrate(settings: Settings) -> None:
@@ -53,6 +104,11 @@ async def _migrate(settings: Settings) -> None:
 @click.command()
 @click.option("--host", default=None, help="Public address (DRAGONFLY_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Public port (DRAGONFLY_PORT, default 8000).")
+@click.option(
+    "--public-url",
+    default=None,
+    help="Where people reach this server, for links in mail (DRAGONFLY_PUBLIC_URL, default http://host:port).",
+)
 @click.option("--database-url", default=None, help="sqlite:///path.db (default) or postgresql://…")
 @click.option("--redis-url", default=None, help="redis://… (production state store).")
 @click.option("--mail-backend", type=click.Choice(["log", "file", "smtp"]), default=None)
@@ -69,6 +125,7 @@ async def _migrate(settings: Settings) -> None:
 def serve(
     host: str | None,
     port: int | None,
+    public_url: str | None,
     database_url: str | None,
     redis_url: str | None,
     mail_backend: str | None,
@@ -81,6 +138,7 @@ def serve(
     settings = Settings.from_env(
         host=host,
         port=port,
+        public_url=public_url,
         database_url=database_url,
         redis_url=redis_url,
         mail_backend=mail_backend,
@@ -98,6 +156,8 @@ def serve(
         # Else the gateway would fail to bind while `serve` found "something" listening and said it served.
         raise click.UsageError(f"{settings.host}:{settings.port} is already in use; pick another --port")
     asyncio.run(_migrate(settings))
+    metrics_dir = fresh_metrics_dir(settings.data_dir)
+    settings = dataclasses.replace(settings, metrics_dir=str(metrics_dir))
 
     stopping = False
 
@@ -149,9 +209,12 @@ def serve(
                 str(settings.port),
                 "--workers",
                 str(settings.workers),
-                # A deep accept queue: thousands of concurrent streams must not wait to be accepted.
                 "--backlog",
-                "4096",
+                str(BACKLOG),
+                "--backpressure",
+                str(granian_backpressure(settings)),
+                "--workers-kill-timeout",
+                str(min(1800, math.ceil(settings.drain_timeout_s) + WORKER_KILL_MARGIN_S)),
                 "--log-level",
                 "warning",
                 "--no-access-log",
@@ -160,6 +223,7 @@ def serve(
             _child_env(settings, DRAGONFLY_CONTROL_URL=f"http://127.0.0.1:{control_port}"),
             settings.host,
             settings.port,
+            grace_s=settings.drain_timeout_s + GATEWAY_KILL_MARGIN_S,
         )
         base = f"http://{settings.host}:{settings.port}/v1"
         click.echo(f"Dragonfly is serving on {base}  (database: {settings.database_url.split('://')[0]})")
@@ -175,6 +239,8 @@ def serve(
             time.sleep(0.2)
     finally:
         sup.stop_all()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(metrics_dir)
     click.echo("stopped")
     if failed is not None:
         sys.exit(1)  # a child died on its own: not a clean stop

@@ -35,6 +35,7 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout_s
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
+    grace_s: float = 10.0  # from SIGTERM to SIGKILL
 
 
 class Supervisor:
@@ -42,7 +43,14 @@ class Supervisor:
         self.children: list[Child] = []
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str], host: str, port: int, timeout_s: float = 60
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        host: str,
+        port: int,
+        timeout_s: float = 60,
+        grace_s: float = 10.0,
     ) -> Child:
         me = os.getpid()
         # Its own session (a terminal's ^C reaches only `serve`, which stops children in order), tied to
@@ -54,7 +62,7 @@ class Supervisor:
             start_new_session=True,
             preexec_fn=lambda: die_with_parent(signal.SIGTERM, me),
         )
-        child = Child(name, proc)
+        child = Child(name, proc, grace_s)
         self.children.append(child)
         wait_for_port(host, port, proc, timeout_s)
         return child
@@ -62,13 +70,14 @@ class Supervisor:
     def any_exited(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)
 
-    def stop_all(self, grace_s: float = 10.0) -> None:
-        """SIGTERM newest first (the gateway drains before the control plane goes), then SIGKILL."""
+    def stop_all(self) -> None:
+        """SIGTERM newest first (the gateway drains before the control plane goes), then SIGKILL after
+        the child's grace."""
         for child in reversed(self.children):
             if child.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
+            deadline = time.monotonic() + child.grace_s
             while child.proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             if child.proc.poll() is None:

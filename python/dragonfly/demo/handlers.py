@@ -84,6 +84,18 @@ class SellerHandlers:
         """The token count the seller reports: the real one, times `usage_multiplier`."""
         return round(tokens * self.config.usage_multiplier)
 
+    def _chat_usage(self, prompt: int, completion: int) -> dict[str, Any]:
+        """A chat answer's reported usage: `_reported` counts, the prompt by `prompt_usage_multiplier` when
+        set, and `reported_cached_tokens` claimed as cached."""
+        cfg = self.config
+        multiplier = (
+            cfg.usage_multiplier if cfg.prompt_usage_multiplier is None else cfg.prompt_usage_multiplier
+        )
+        usage: dict[str, Any] = shapes.usage(round(prompt * multiplier), self._reported(completion))
+        if cfg.reported_cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": cfg.reported_cached_tokens}
+        return usage
+
     # -- endpoints ------------------------------------------------------------------------------------
 
     async def models(self, request: web.Request) -> web.Response:
@@ -109,11 +121,7 @@ class SellerHandlers:
             raise _BadRequest("`max_tokens` must be a positive integer")
         cfg = self.config
         answer = echo.answer(messages, max_tokens, cfg.chunks)
-        usage = (
-            None
-            if cfg.omit_usage
-            else shapes.usage(self._reported(echo.prompt_tokens(messages)), self._reported(len(answer.words)))
-        )
+        usage = None if cfg.omit_usage else self._chat_usage(echo.prompt_tokens(messages), len(answer.words))
         n = next(self._ids)
         cid, created, model = f"chatcmpl-demo-{n}", int(time.time()), body["model"]
         if body.get("stream"):
@@ -135,7 +143,7 @@ class SellerHandlers:
         created: int,
         model: str,
         answer: echo.Answer,
-        usage: dict[str, int] | None,
+        usage: dict[str, Any] | None,
     ) -> web.StreamResponse:
         cfg = self.config
         with_usage = usage is not None

@@ -22,6 +22,11 @@ class SellerConfig:
     omit_usage: bool = False  # never report usage (non-stream body, stream usage chunk, embeddings)
     end_delay_s: float = 0.0  # pause between a stream's `data: [DONE]` and the end of its body
     usage_multiplier: float = 1.0  # multiply the token counts it reports (an over-reporting seller)
+    # Chat: multiply the prompt tokens it reports by this instead of `usage_multiplier` (None: the same).
+    prompt_usage_multiplier: float | None = None
+    # Chat: report this many prompt tokens as cached (`prompt_tokens_details.cached_tokens`); it caches
+    # nothing, so any value is a claim of a cache it does not have. 0: no cached tokens reported.
+    reported_cached_tokens: int = 0
     audio_content_length: bool = False  # speech: declare the audio's length instead of sending it chunked
 
     def __post_init__(self) -> None:
@@ -38,8 +43,15 @@ class SellerConfig:
             raise ValueError("fail_status must be an HTTP error status (400-599)")
         if self.drop_mid_stream_after is not None and self.drop_mid_stream_after < 0:
             raise ValueError("drop_mid_stream_after must be >= 0")
-        if isinstance(self.usage_multiplier, bool) or not 0 <= self.usage_multiplier <= 1_000_000:
-            raise ValueError("usage_multiplier must be a number in 0..1000000")
+        for name in ("usage_multiplier", "prompt_usage_multiplier"):
+            value = getattr(self, name)
+            if value is None and name != "usage_multiplier":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1_000_000:
+                raise ValueError(f"{name} must be a number in 0..1000000")
+        cached = self.reported_cached_tokens
+        if isinstance(cached, bool) or not isinstance(cached, int) or not 0 <= cached <= 1_000_000:
+            raise ValueError("reported_cached_tokens must be an integer in 0..1000000")
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply `changes` (knob name -> value) atomically: all valid, or nothing changes."""

@@ -25,7 +25,7 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
 
 
 def completion(
-    completion_id: str, created: int, model: str, text: str, finish_reason: str, usage_: dict[str, int] | None
+    completion_id: str, created: int, model: str, text: str, finish_reason: str, usage_: dict[str, Any] | None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": completion_id,
@@ -69,7 +69,7 @@ def chunk(
     return body
 
 
-def usage_chunk(completion_id: str, created: int, model: str, usage_: dict[str, int]) -> dict[str, Any]:
+def usage_chunk(completion_id: str, created: int, model: str, usage_: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": completion_id,
         "object": "chat.completion.chunk",

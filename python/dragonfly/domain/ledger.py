@@ -34,6 +34,11 @@ def seller_reserve(account_id: str) -> str:
     return f"seller:{account_id}:reserve"
 
 
+def seller_payouts_pending(account_id: str) -> str:
+    """Earnings the seller asked to be paid out, until the operator marks the payout paid."""
+    return f"seller:{account_id}:payouts_pending"
+
+
 @dataclass(frozen=True, slots=True)
 class Posting:
     account: str

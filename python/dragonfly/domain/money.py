@@ -7,12 +7,13 @@ here, with `Decimal`, never floats.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 MICROS_PER_USD = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per 1M tokens
 BPS = 10_000
-_MAX_PRICE_MICROS = 10_000 * MICROS_PER_USD  # $10,000 per 1M tokens: anything above is a typo
+_MAX_PRICE_USD = Decimal(10_000)  # $10,000 per 1M tokens: anything above is a typo
+_ONE_MICRO = Decimal("0.000001")
 
 
 def parse_price(value: str | int | float) -> int:
@@ -23,13 +24,34 @@ def parse_price(value: str | int | float) -> int:
         raise ValueError("price must be a decimal number of USD per 1M tokens") from None
     if not dec.is_finite() or dec < 0:
         raise ValueError("price must be a non-negative decimal")
-    micros = dec * MICROS_PER_USD
-    if micros != micros.to_integral_value():
-        raise ValueError("price has more than 6 decimal places")
-    out = int(micros)
-    if out > _MAX_PRICE_MICROS:
+    # Bounds first, in exact comparisons: scaling `1e999999` overflowed the decimal context (a 500), and
+    # scaling `1e-999999999` or 30 significant digits rounded silently (accepted as a price it is not).
+    if dec > _MAX_PRICE_USD:
         raise ValueError("price is above the $10,000 per 1M tokens limit")
-    return out
+    whole_micros = dec.quantize(_ONE_MICRO, rounding=ROUND_DOWN)
+    if whole_micros != dec:
+        raise ValueError("price has more than 6 decimal places")
+    return int(whole_micros * MICROS_PER_USD)
+
+
+_MAX_AMOUNT_USD = Decimal(1_000_000)  # $1M in one amount is a typo
+
+
+def parse_usd(value: str | int | float) -> int:
+    """`"12.5"` USD -> 12500000 micro-USD: a positive amount of at most 6 decimal places and at most
+    $1,000,000. Raises ValueError on anything else (bounds compared exactly, as in `parse_price`)."""
+    try:
+        dec = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("amount must be a decimal number of USD") from None
+    if not dec.is_finite() or dec <= 0:
+        raise ValueError("amount must be a positive decimal number of USD")
+    if dec > _MAX_AMOUNT_USD:
+        raise ValueError("amount is above the $1,000,000 limit")
+    whole_micros = dec.quantize(_ONE_MICRO, rounding=ROUND_DOWN)
+    if whole_micros != dec:
+        raise ValueError("amount has more than 6 decimal places")
+    return int(whole_micros * MICROS_PER_USD)
 
 
 def usd(micros: int) -> str:

@@ -41,3 +41,13 @@ class TradeRecord:
     # existed still read (storage/sql/settlement_log.py).
     price_unit: str | None = None
     characters_prompt: int | None = None
+    # Dragonfly's own count of the prompt (with the listing's tokenizer), beside the seller's report
+    # (`native_tokens_prompt`) and what was billed (`tokens_prompt`): domain/billing.py. None for trades
+    # settled before it was recorded, and where no prompt was counted.
+    counted_tokens_prompt: int | None = None
+    # The prices the trade was billed at (micro-USD per 1M tokens; the input price per 1M characters for a
+    # `character` trade), so a review can price what was billed above Dragonfly's counts
+    # (domain/reviews.py). None when no listing answered, and for trades settled before they were recorded.
+    input_price: int | None = None
+    output_price: int | None = None
+    cached_input_price: int | None = None

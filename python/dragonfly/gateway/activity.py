@@ -21,13 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from dragonfly.ids import new_id
 from dragonfly.logsampling import worth_logging
-from dragonfly.native.market import Market
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql.repos import activity as repo
 
@@ -36,6 +35,13 @@ log = logging.getLogger("dragonfly.gateway.activity")
 # Stored per decision: every ranked listing up to this many, then excluded ones up to the same bound.
 MAX_CANDIDATES = 32
 _DIGITS = 6
+
+
+class Explainer(Protocol):
+    """What explains a ranking: the data plane's router (gateway/routing.py, which names the listings it
+    held back for their price), or a bare native `Market`."""
+
+    def explain(self, model: str, profile_id: str, now_ms: int, seed: int) -> Any: ...
 
 
 def _round(values: Any) -> dict[str, float]:
@@ -93,7 +99,7 @@ class ActivityStats:
 class RoutingActivity:
     def __init__(
         self,
-        market: Market,
+        market: Explainer,
         database: Callable[[], Database | None],
         *,
         interval_s: float = 1.0,

@@ -75,6 +75,7 @@ def render_trade(t: dict[str, Any]) -> dict[str, Any]:
         "tokens_cached": t["tokens_cached"],
         "native_tokens_prompt": t["native_tokens_prompt"],
         "native_tokens_completion": t["native_tokens_completion"],
+        "counted_tokens_prompt": t["counted_tokens_prompt"],
         "counted_tokens_completion": t["counted_tokens_completion"],
         "characters_prompt": t["characters_prompt"],
         # Trades settled before price units existed were all priced per token.

@@ -50,6 +50,7 @@ from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
 from dragonfly.gateway.upstream import (
     H1Response,
     UpstreamConnectError,
+    UpstreamDrained,
     UpstreamFailure,
     UpstreamTimedOut,
 )
@@ -72,6 +73,8 @@ PROMPT_HOLD_RATIO = 1.25
 PROMPT_HOLD_SLACK = 64
 MAX_UPSTREAM_BODY = 32 * 1024 * 1024
 SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+# A call the drain deadline cut (gateway/drain.py): the buyer may retry it on another instance.
+DRAINED_MESSAGE = "The gateway is shutting down; retry the request."
 
 
 def _upstream_error_message(raw: bytes) -> str | None:
@@ -155,7 +158,9 @@ class Inference:
         attempts, retry_on = profile.fallback_attempts, profile.retry_on
         # A short list is enough to fall back on; a filtering override sees the whole ranking.
         limit = attempts + 4 if override is None else len(listed) + 1
+        ranking = time.perf_counter_ns()
         candidates = rt.router.candidates(snap, profile, pre.model, self.kind, now, seed, limit)
+        rt.telemetry.rank_time.observe((time.perf_counter_ns() - ranking) / 1e9)
         if profile is not key_profile:
             candidates = within_key_profile(
                 rt.router.market, key_profile, snap, pre.model, now, seed, candidates
@@ -203,6 +208,7 @@ class Inference:
                 error_code=error_code,
                 trade_id=trade.request_id,
             )
+            rt.telemetry.trade_done(self.kind, trade, pre.model, outcome, error_code)
 
     async def _attempts(
         self,
@@ -364,6 +370,10 @@ class Inference:
     ) -> Step:
         """The plan's step after a leg's seller answered (or could not be reached); a failed leg's
         attempt is recorded and its hold voided here."""
+        if isinstance(result, UpstreamDrained):
+            # Our shutdown, not the seller's failure: no health report, and no other listing either.
+            await self._fail_attempt(trade, leg, "cancelled", "drained", health=False)
+            return Step("stop", ServiceUnavailable(DRAINED_MESSAGE))
         if isinstance(result, UpstreamTimedOut | UpstreamConnectError):
             kind: UpstreamFailureKind = "timeout" if isinstance(result, UpstreamTimedOut) else "connect_error"
             await self._fail_attempt(trade, leg, kind, kind)
@@ -474,6 +484,9 @@ class Inference:
         pre = leg.pre
         try:
             raw = await resp.read(MAX_UPSTREAM_BODY)
+        except UpstreamDrained:
+            await self._fail_attempt(trade, leg, "cancelled", "drained", health=False)
+            raise ServiceUnavailable(DRAINED_MESSAGE) from None
         except UpstreamTimedOut:
             await self._fail_attempt(trade, leg, "timeout", "timeout")
             raise UpstreamTimeout("The upstream provider timed out.") from None
@@ -495,7 +508,14 @@ class Inference:
             await self._fail_attempt(trade, leg, "error", "upstream_error_body")
             raise UpstreamError("The upstream provider returned an error.")
         trade.finish_reason = out["finish_reason"]
-        usage = usage_from(out["usage"], pre.prompt_tokens, out["counted_completion_tokens"])
+        usage = usage_from(
+            out["usage"],
+            pre.prompt_tokens,
+            out["counted_completion_tokens"],
+            trade.listing,
+            pre,
+            out["tool_calls"],
+        )
         await self._settle(trade, usage, "completed")
         self._record_health(trade, True, usage)
         send_json(proto, 200, out["body"], trade.request_id)
@@ -542,6 +562,7 @@ class Inference:
             return splicer.saw_done  # anything after [DONE] is ignored; don't wait for the close
 
         tail = b""
+        drained = False
         try:
             while True:
                 try:
@@ -552,6 +573,11 @@ class Inference:
                 except UpstreamFailure as exc:
                     if gone.done():
                         status = "cancelled"
+                        break
+                    if isinstance(exc, UpstreamDrained):
+                        # The drain deadline: end it here (no continuation); what was delivered is billed.
+                        status, error_code, drained = "failed", "service_unavailable", True
+                        tail = splicer.error_event(DRAINED_MESSAGE, "service_unavailable")
                         break
                     log.warning("upstream stream broke: %s", type(exc).__name__)
                     resp.close()
@@ -589,6 +615,9 @@ class Inference:
                 splicer.usage if splicer.usage_source == "upstream" else None,
                 leg.pre.prompt_tokens,
                 splicer.counted_completion_tokens - leg.counted_before,
+                trade.listing,
+                leg.pre,
+                splicer.tool_calls,
             )
         try:
             if usage is None:
@@ -601,7 +630,7 @@ class Inference:
             tail = splicer.error_event(
                 "The trade could not be recorded; you were not charged.", "service_unavailable"
             )
-        if usage is not None:
+        if usage is not None and not drained:
             self._record_health(trade, status == "completed", usage)
         if status != "cancelled":
             with contextlib.suppress(Exception):

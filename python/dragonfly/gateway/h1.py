@@ -51,12 +51,24 @@ class BodyTooLarge(UpstreamFailure):
     """The seller's body exceeded what we buffer."""
 
 
+class UpstreamDrained(UpstreamFailure):
+    """The gateway cut the call: its worker is shutting down and the drain deadline passed
+    (gateway/drain.py). Not the seller's failure."""
+
+
 class H1Connection(asyncio.Protocol):
     """One keep-alive connection. Not safe for concurrent requests: the pool hands it to one at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        key: tuple[str, str, int],
+        open_set: set[H1Connection] | None = None,
+    ) -> None:
         self.loop = loop
         self.key = key
+        # The client's set of open connections (so a drain can cut them all); left on connection_lost.
+        self.open_set = open_set
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.waiter: asyncio.Future[None] | None = None
@@ -66,6 +78,7 @@ class H1Connection(asyncio.Protocol):
         self.eof = False
         self.paused = False
         self.timed_out = False
+        self.drained = False  # cut by the gateway's drain deadline (UpstreamDrained)
         self.received = 0  # bytes received for the current request
         self.last_io = 0.0
         self.idle_since = 0.0
@@ -78,6 +91,8 @@ class H1Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.open_set is not None:
+            self.open_set.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -96,6 +111,8 @@ class H1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.eof = True
+        if self.open_set is not None:
+            self.open_set.discard(self)
         self._stop_watchdog()
         self._wake()
 
@@ -148,6 +165,11 @@ class H1Connection(asyncio.Protocol):
         self._stop_watchdog()
         self.idle_since = self.loop.time()
 
+    def cut(self) -> None:
+        """End the connection for the gateway's drain: whoever waits on it gets UpstreamDrained."""
+        self.drained = True
+        self.abort()
+
     def abort(self) -> None:
         self.closed = True
         self._stop_watchdog()
@@ -172,6 +194,8 @@ class H1Connection(asyncio.Protocol):
             raise self._ended()
 
     def _ended(self) -> UpstreamFailure:
+        if self.drained:
+            return UpstreamDrained("the gateway is shutting down")
         if self.timed_out:
             return UpstreamTimedOut("upstream did not answer in time")
         if self.received == 0:
@@ -278,7 +302,7 @@ class H1Response:
     def _ended_by_close(self) -> bool:
         """The connection ended before the framing did: True when that is how the body ends (an
         until-close body that did not time out), else the body broke off."""
-        if self._mode == "close" and not self._conn.timed_out:
+        if self._mode == "close" and not self._conn.timed_out and not self._conn.drained:
             self._done = True
             self._keep_alive = False
             return True

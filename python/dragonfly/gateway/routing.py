@@ -5,6 +5,12 @@ profiles are upserted and removed, never rebuilt from scratch. Each load applies
 operator's strategy weights (`GET/PUT /api/admin/routing/weights`), the listings with their quality, and
 the profiles — so the first ranking after a load already uses all three.
 
+A listing whose price keeps it from being routed (`ListingInfo.pricing_exclusion`, domain/pricing.py: a
+multiplier listing without a reference price, a payout below the seller's floor) is given to the market as
+`paused`, so it is never ranked, and `explain` names the pricing reason instead of `status_paused` (the
+routing activity the operator reads is this explanation). Both are static: a request refused for them
+carries `x-should-retry: false`.
+
 A profile the market cannot register never reaches here through the API (it registers every profile in
 a throwaway market before storing it, with the same `register_profile`). Should one still arrive (a row
 written around the API, an older version's data), it is logged as an error and EXCLUDED: registered to
@@ -15,6 +21,7 @@ another strategy.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from dragonfly.domain.quality import market_quality
 from dragonfly.errors import ModelNotFound, NoListingMatchesProfile
@@ -40,6 +47,7 @@ class Router:
         self._listing_ids: set[str] = set()
         self._profile_ids: set[str] = set()
         self._excluded: set[str] = set()  # profiles the market refused: they match no listing
+        self._priced_out: dict[str, str] = {}  # listing id -> why its price keeps it from being routed
         self._defaults = default_strategy_weights()
         self._weights = {s: dict(w) for s, w in self._defaults.items()}  # what the market holds now
         for strategy in STRATEGIES:
@@ -48,8 +56,13 @@ class Router:
 
     def load(self, snap: Snapshot) -> None:
         self._load_weights(snap.strategy_weights)
+        priced_out: dict[str, str] = {}
         for listing in snap.listings_by_id.values():
             quality, blend = market_quality(listing.probe_quality, listing.quality_override)
+            status = listing.status
+            if status == "active" and listing.pricing_exclusion is not None:
+                priced_out[listing.id] = listing.pricing_exclusion
+                status = "paused"
             self.market.upsert_listing(
                 listing.id,
                 model=listing.model,
@@ -59,7 +72,7 @@ class Router:
                 output_price=listing.output_price,
                 rpm_cap=listing.rpm_cap,
                 concurrency_cap=listing.concurrency_cap,
-                status=listing.status,
+                status=status,
                 contract_status=listing.contract_status,
                 quality=quality,
                 blend_live_success=blend,
@@ -67,6 +80,7 @@ class Router:
         for gone in self._listing_ids - snap.listings_by_id.keys():
             self.market.remove_listing(gone)
         self._listing_ids = set(snap.listings_by_id)
+        self._priced_out = priced_out
         for profile in snap.profiles.values():
             self._register_profile(profile)
         for gone in self._profile_ids - snap.profiles.keys():
@@ -137,5 +151,16 @@ class Router:
     def exclusion_is_static(self, model: str, profile_id: str, now_ms: int, seed: int) -> bool:
         """Whether a request refused for its profile would be refused again as it is: true unless some
         listing was excluded only for a live measurement or a full concurrency cap, which can change."""
-        rows = self.market.explain(model, profile_id, now_ms, seed)
+        rows = self.explain(model, profile_id, now_ms, seed)
         return not any(row.get("excluded") in _DYNAMIC_EXCLUSIONS for row in rows)
+
+    def explain(self, model: str, profile_id: str, now_ms: int, seed: int) -> list[dict[str, Any]]:
+        """`Market.explain`, with a listing held back for its price excluded for that reason (e.g.
+        `payout_below_floor`) rather than the `status_paused` the market was given."""
+        rows: list[dict[str, Any]] = self.market.explain(model, profile_id, now_ms, seed)
+        if self._priced_out:
+            for row in rows:
+                reason = self._priced_out.get(row["listing_id"])
+                if reason is not None and row.get("excluded") == "status_paused":
+                    row["excluded"] = reason
+        return rows

@@ -16,6 +16,7 @@ from dragonfly.gateway.proxy import ControlPlaneClient
 from dragonfly.gateway.routing import Router
 from dragonfly.gateway.settlement import SettlementWriter
 from dragonfly.gateway.snapshot import Snapshot, load_snapshot
+from dragonfly.gateway.telemetry import Telemetry
 from dragonfly.gateway.upstream import UpstreamClient
 from dragonfly.ids import now_ms
 from dragonfly.native.tokens import EncodingName, encoding_for_model, load_encoding
@@ -47,7 +48,8 @@ class Runtime:
         self.hasher = KeyHasher(settings.secret_key)
         self.box = SecretBox(settings.secret_key)
         self.router = Router()
-        self.activity = RoutingActivity(self.router.market, lambda: self._db)
+        # The router explains (its market's explanation, with the pricing exclusions it made named).
+        self.activity = RoutingActivity(self.router, lambda: self._db)
         # Live outcomes degrade and suspend listings (domain/health.py), written in the background.
         self.health = HealthTracker(
             policy_from(settings), lambda: self._snapshot, lambda: self._db, self.reload_snapshot
@@ -67,6 +69,10 @@ class Runtime:
         self.keys = KeyResolver(self.hasher, lambda: self.snapshot, lambda: self.db, self.reload_snapshot)
         # PostgreSQL announces every change-sequence bump; polling stays as the fallback.
         self.change_feed = ChangeListener(settings.database_url)
+        # Prometheus metrics and the per-request log line (gateway/telemetry.py).
+        self.telemetry = Telemetry(
+            settings, lambda: self._snapshot, lambda: self.state, lambda: self._settler
+        )
 
     @property
     def db(self) -> Database:
@@ -94,6 +100,7 @@ class Runtime:
         await self.change_feed.start()
         self.activity.start()
         self.health.start()
+        self.telemetry.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._poll(), name="snapshot-poll"))
 
     def _settlement_log(self) -> SettlementLog | None:
@@ -115,7 +122,9 @@ class Runtime:
         async with self._reload_lock:
             seq = await changes.current(self.db)
             if force or self._snapshot is None or seq != self._snapshot.seq:
-                snap = await load_snapshot(self.db, self.box, seq, now_ms())
+                snap = await load_snapshot(
+                    self.db, self.box, seq, now_ms(), fee_bps=self.settings.platform_fee_bps
+                )
                 self.router.load(snap)
                 self._snapshot = snap
                 self._load_encodings(snap)
@@ -149,6 +158,7 @@ class Runtime:
                 self.state, self.db, keys_by_account, now_ms(), before_read=self.settler.flush
             )
         except StateUnavailable:
+            self.telemetry.state_store_error("reseed")
             log.warning("state store unreachable: re-seed skipped, admission fails closed until it returns")
 
     async def _load_account(self, account_id: str) -> AccountSeed:
@@ -173,6 +183,7 @@ class Runtime:
                     waited = 0.0
                     await self._reseed()
             except Exception as exc:  # keep serving from the last good snapshot
+                self.telemetry.database_error("snapshot_poll")
                 log.warning("snapshot refresh failed: %s", type(exc).__name__)
 
     async def stop(self) -> None:
@@ -183,6 +194,7 @@ class Runtime:
         await self.change_feed.stop()
         if self._settler is not None:
             await self._settler.close()
+        await self.telemetry.close()
         await self.activity.close()
         await self.health.close()
         await self.upstream.close()

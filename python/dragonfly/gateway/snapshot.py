@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from dragonfly.config import Settings
+from dragonfly.domain import pricing
 from dragonfly.native.tokens import EncodingName, encoding_for_model
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Executor
@@ -86,10 +88,19 @@ class ListingInfo:
     quality_override: float | None = None
     # What input_price is per: `token`, or `character` (speech listings only; docs/seller.md).
     price_unit: str = "token"
+    # The seller's payout floor per 1M units (None: none), and why the listing's price keeps it from
+    # being routed (domain/pricing.py `exclusion`: a multiplier listing without a reference price, or a
+    # payout after the platform fee below the floor; None: it does not). Set at snapshot load.
+    payout_floor: int | None = None
+    pricing_exclusion: str | None = None
 
     @property
     def routable(self) -> bool:
-        return self.status == "active" and self.contract_status in ("active", "degraded")
+        return (
+            self.status == "active"
+            and self.contract_status in ("active", "degraded")
+            and self.pricing_exclusion is None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +129,10 @@ def _networks(raw: str | None) -> tuple[Network, ...]:
     return tuple(out)
 
 
-async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> Snapshot:
+async def load_snapshot(
+    db: Executor, box: SecretBox, seq: int, now_ms: int, *, fee_bps: int = Settings.platform_fee_bps
+) -> Snapshot:
+    """`fee_bps`: the platform fee the data plane settles with, against which payout floors are held."""
     keys = {}
     for r in await rows.live_keys(db, now_ms):
         cents = r["monthly_budget_cents"]
@@ -146,6 +160,9 @@ async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> 
         except ValueError:
             log.error("listing %s: provider key does not decrypt; skipped", r["id"])
             continue
+        cached = None if r["cached_input_price"] is None else int(r["cached_input_price"])
+        prices = pricing.Prices(int(r["input_price"]), int(r["output_price"]), cached)
+        floor = None if r["payout_floor"] is None else int(r["payout_floor"])
         listing = ListingInfo(
             id=r["id"],
             seller_id=r["account_id"],
@@ -155,9 +172,9 @@ async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> 
             provider=r["provider"],
             base_url=r["base_url"].rstrip("/"),
             api_key=api_key,
-            input_price=int(r["input_price"]),
-            output_price=int(r["output_price"]),
-            cached_input_price=None if r["cached_input_price"] is None else int(r["cached_input_price"]),
+            input_price=prices.input,
+            output_price=prices.output,
+            cached_input_price=cached,
             rpm_cap=r["rpm_cap"],
             concurrency_cap=r["concurrency_cap"],
             context_length=r["context_length"],
@@ -168,6 +185,14 @@ async def load_snapshot(db: Executor, box: SecretBox, seq: int, now_ms: int) -> 
             probe_quality=_float_or_none(r["probe_quality"]),
             quality_override=_float_or_none(r["quality_override"]),
             price_unit=r["price_unit"],
+            payout_floor=floor,
+            pricing_exclusion=pricing.exclusion(
+                r["kind"],
+                prices,
+                reference_missing=bool(r["reference_missing"]),
+                payout_floor=floor,
+                fee_bps=fee_bps,
+            ),
         )
         by_model.setdefault(listing.model, []).append(listing)
         by_id[listing.id] = listing

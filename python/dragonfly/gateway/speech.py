@@ -29,7 +29,7 @@ import orjson
 from dragonfly.domain.money import worst_case_hold
 from dragonfly.errors import InvalidRequest
 from dragonfly.gateway.chat import Inference
-from dragonfly.gateway.h1 import H1Response, UpstreamFailure
+from dragonfly.gateway.h1 import H1Response, UpstreamDrained, UpstreamFailure
 from dragonfly.gateway.legs import Leg, Route
 from dragonfly.gateway.snapshot import ListingInfo
 from dragonfly.gateway.trade import TradeState, Usage
@@ -116,8 +116,12 @@ class Speech(Inference):
             return False  # the body's own end ends the pipe
 
         status, error_code = "completed", None
+        drained = False
         try:
             await resp.pipe(relay)
+        except UpstreamDrained:
+            # The drain deadline cut it (gateway/drain.py): unbilled as a break is, not the seller's fault.
+            status, error_code, drained = "failed", "service_unavailable", True
         except UpstreamFailure as exc:
             if not gone.done():
                 status, error_code = "failed", "upstream_error"
@@ -147,6 +151,7 @@ class Speech(Inference):
             if last and status == "completed":
                 with contextlib.suppress(Exception):
                     await transport.send_bytes(last[0])
-        self._record_health(trade, status == "completed", usage)
+        if not drained:
+            self._record_health(trade, status == "completed", usage)
         transport = None  # ends the response (Granian): chunked, its terminator goes now
         return status, error_code

@@ -4,26 +4,28 @@ trade row, a journal and a state-store settlement."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from dragonfly.domain.billing import Audit, Counted, Reported, bill, tokenizer_exact
 from dragonfly.domain.ledger import Posting, trade_postings
 from dragonfly.domain.money import TradeCost, trade_cost
 from dragonfly.domain.trade_record import TradeRecord
 from dragonfly.gateway.snapshot import KeyInfo, ListingInfo
 from dragonfly.ids import now_ms
+from dragonfly.native.tokens import PreParsed, encoding_for_model
 
-# Upstream usage above the local count by more than this is flagged for review (tokenizers differ, so
-# small differences are normal; a seller inflating usage is not).
-_AUDIT_RATIO = 1.5
-_AUDIT_SLACK = 16
+# The usage audit's review threshold and the billing slack live in domain/billing.py.
 
 
 @dataclass(slots=True)
 class Usage:
+    """What a trade bills (`prompt`, `completion`, `cached`: domain/billing.py), what the seller reported
+    (`native_*`) and what Dragonfly counted (`counted_*`), and the audit verdict."""
+
     prompt: int = 0
     completion: int = 0
     cached: int = 0
@@ -31,29 +33,64 @@ class Usage:
     native_completion: int | None = None
     counted_completion: int | None = None
     characters: int | None = None  # input characters (speech): what a per-character listing bills
-
-    @property
-    def audit(self) -> str:
-        if self.native_completion is None or self.counted_completion is None:
-            return "unverifiable"
-        if self.native_completion > self.counted_completion * _AUDIT_RATIO + _AUDIT_SLACK:
-            return "flagged"
-        return "ok"
+    counted_prompt: int | None = None
+    audit: Audit = "unverifiable"  # ok | flagged | unverifiable (domain/billing.py)
 
 
-def usage_from(upstream: Mapping[str, object] | None, prompt_counted: int, completion_counted: int) -> Usage:
-    """Bill on the seller's reported usage when present, else on Dragonfly's own count."""
-    u = Usage(prompt=prompt_counted, completion=completion_counted, counted_completion=completion_counted)
+def usage_from(
+    upstream: Mapping[str, object] | None,
+    prompt_counted: int,
+    completion_counted: int,
+    listing: ListingInfo | None = None,
+    request: PreParsed | None = None,
+    tool_calls: Sized = (),
+) -> Usage:
+    """The billed usage of a chat or embeddings trade (domain/billing.py `bill`): the seller's report,
+    capped at Dragonfly's own count + slack for each kind that count is exact for, else as reported;
+    Dragonfly's count when the seller reported none.
+
+    `listing` (the one that answered) and `request` (the pre-parse the prompt was counted from) say
+    whether the counts are exact; without both, nothing is capped. `tool_calls` are the answer's (their
+    framing tokens are not counted). Reasoning and cached tokens are read from `upstream`."""
+    reported = None
     if upstream:
         p, c = upstream.get("prompt_tokens"), upstream.get("completion_tokens")
-        if isinstance(p, int) and p >= 0:
-            u.prompt = u.native_prompt = p
-        if isinstance(c, int) and c >= 0:
-            u.completion = u.native_completion = c
-        cached = upstream.get("cached_tokens")
-        if isinstance(cached, int) and cached >= 0:
-            u.cached = cached
-    return u
+        cached, reasoning = upstream.get("cached_tokens"), upstream.get("reasoning_tokens")
+        reported = Reported(
+            prompt=p if isinstance(p, int) and p >= 0 else None,
+            completion=c if isinstance(c, int) and c >= 0 else None,
+            cached=cached if isinstance(cached, int) and cached >= 0 else None,
+            reasoning=reasoning if isinstance(reasoning, int) and reasoning > 0 else 0,
+        )
+    exact = False
+    if listing is not None and request is not None:
+        exact = tokenizer_exact(
+            declared=listing.encoding,
+            count_encoding=listing.count_encoding,
+            upstream_model=listing.upstream_model,
+            upstream_mapped=encoding_for_model(listing.upstream_model),
+            market_mapped=encoding_for_model(listing.model),
+        )
+    counted = Counted(
+        prompt=prompt_counted,
+        completion=completion_counted,
+        tokenizer_exact=exact,
+        prompt_covered=request is not None
+        and request.prompt_covered
+        and (listing is None or request.encoding == listing.count_encoding),
+        completion_covered=not tool_calls and (request is None or request.completion_covered),
+    )
+    b = bill(reported, counted)
+    return Usage(
+        prompt=b.prompt,
+        completion=b.completion,
+        cached=b.cached,
+        native_prompt=reported.prompt if reported else None,
+        native_completion=reported.completion if reported else None,
+        counted_completion=completion_counted,
+        counted_prompt=prompt_counted,
+        audit=b.audit,
+    )
 
 
 @dataclass(slots=True)
@@ -153,6 +190,10 @@ class TradeState:
             settled_at=now_ms(),
             price_unit=lst.price_unit if lst else None,
             characters_prompt=u.characters,
+            counted_tokens_prompt=u.counted_prompt,
+            input_price=lst.input_price if lst else None,
+            output_price=lst.output_price if lst else None,
+            cached_input_price=lst.cached_input_price if lst else None,
         )
 
     def postings(self, cost: TradeCost) -> list[Posting]:

@@ -22,6 +22,7 @@ from dragonfly.gateway.h1 import (
     H1Response,
     UpstreamBroken,
     UpstreamConnectError,
+    UpstreamDrained,
     UpstreamFailure,
     UpstreamTimedOut,
     body_framing,
@@ -32,6 +33,7 @@ __all__ = [
     "UpstreamBroken",
     "UpstreamClient",
     "UpstreamConnectError",
+    "UpstreamDrained",
     "UpstreamFailure",
     "UpstreamTimedOut",
 ]
@@ -79,6 +81,9 @@ class UpstreamClient:
         self._ssl: ssl.SSLContext | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Every open seller connection, idle or in use (a set operation per connection, not per request).
+        self._open: set[H1Connection] = set()
+        self._drained = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -172,6 +177,8 @@ class UpstreamClient:
         scheme, host, port = key
         loop = self._loop
         assert loop is not None
+        if self._drained:
+            raise UpstreamDrained("the gateway is shutting down")
         addresses = await self._resolve(host, port)
         tls = self._tls() if scheme == "https" else None
         last: Exception | None = None
@@ -179,7 +186,7 @@ class UpstreamClient:
             try:
                 async with asyncio.timeout(self._settings.upstream_connect_timeout_s):
                     _, proto = await loop.create_connection(
-                        lambda: H1Connection(loop, key),
+                        lambda: H1Connection(loop, key, self._open),
                         host=address,
                         port=port,
                         ssl=tls,
@@ -244,6 +251,16 @@ class UpstreamClient:
                     self._idle[key] = keep
                 else:
                     del self._idle[key]
+
+    def drain(self) -> int:
+        """The drain deadline passed (gateway/drain.py): cut every seller connection, so each call still
+        waiting on one ends with UpstreamDrained, and refuse new ones. Returns how many were cut."""
+        self._drained = True
+        conns = list(self._open)
+        for conn in conns:
+            conn.cut()
+        self._idle.clear()
+        return len(conns)
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -6,8 +6,11 @@ tiktoken for `o200k_base` and `cl100k_base`; vocabularies ship inside the native
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal, cast
+
+import orjson
 
 from dragonfly import _native
 
@@ -52,6 +55,51 @@ class PreParsed:
     """Raw JSON of the top-level `dragonfly` routing-override object, if any."""
     encoding: EncodingName = "o200k_base"
     """The encoding `prompt_tokens` was counted with."""
+    prompt_covered: bool = True
+    """False when the request holds something `prompt_tokens` counts only approximately or not at all:
+    image, audio or file parts, tool definitions or earlier tool calls, a `response_format` (see
+    `uncounted`). Billing caps a seller's reported prompt tokens only when this is true
+    (domain/billing.py)."""
+    completion_covered: bool = True
+    """False when the request asks for answer tokens a local count of the answer's text cannot see:
+    audio output, a predicted output (`uncounted`)."""
+
+
+# Request members whose tokens the prompt count does not cover exactly (rust_core/src/tokens/chat.rs:
+# an image part counts as a low-detail image, audio and file parts as nothing, tool calls as their name
+# and arguments only; a response format's schema is added to the prompt by the provider).
+_PROMPT_UNCOUNTED = (
+    b'"image_url"',
+    b'"input_audio"',
+    b'"file"',
+    b'"audio"',
+    b'"tool_calls"',
+    b'"function_call"',
+    b'"response_format"',
+)
+# ... and that ask for answer tokens beyond the answer's text (audio output; predicted outputs, whose
+# rejected tokens are billed as completion tokens).
+_COMPLETION_UNCOUNTED = (b'"audio"', b'"modalities"', b'"prediction"')
+# One pass over the body for all the names (one `in` per name costs about as much each).
+_ANY_UNCOUNTED = re.compile(
+    rb'"(?:image_url|input_audio|file|audio|tool_calls|function_call|response_format|modalities|prediction)"'
+)
+
+
+def uncounted(body: bytes) -> tuple[bool, bool]:
+    """`(prompt, completion)`: whether the request holds members the local counts do not cover (see
+    `_PROMPT_UNCOUNTED`). A byte search for the quoted member names: a string value equal to one of
+    them also matches, which only leaves the seller's report standing for that trade. A body with
+    `\\u` escapes (a key could be spelt with them) is first re-encoded without escapes."""
+    escaped = b"\\u" in body
+    if not escaped and _ANY_UNCOUNTED.search(body) is None:
+        return False, False  # the common case: 1-2 us for a 1 KB body, 2-3 ms per MB
+    if escaped:
+        try:
+            body = orjson.dumps(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            return True, True
+    return any(m in body for m in _PROMPT_UNCOUNTED), any(m in body for m in _COMPLETION_UNCOUNTED)
 
 
 def load_encoding(name: EncodingName) -> None:
@@ -75,17 +123,21 @@ def preparse_request(body: bytes, encoding: EncodingName | None = None) -> PrePa
     (`encoding_for_model`). Raises `TokenizerError` for an unknown `encoding`.
     """
     d = _native.preparse_request(body, encoding)
+    has_tools = cast(bool, d["has_tools"])
+    prompt_uncounted, completion_uncounted = uncounted(body)
     return PreParsed(
         model=cast("str | None", d["model"]),
         stream=cast(bool, d["stream"]),
         include_usage=cast(bool, d["include_usage"]),
         max_tokens=cast("int | None", d["max_tokens"]),
         n=cast(int, d["n"]),
-        has_tools=cast(bool, d["has_tools"]),
+        has_tools=has_tools,
         prompt_tokens=cast(int, d["prompt_tokens"]),
         estimated=cast(bool, d["estimated"]),
         dragonfly=cast("bytes | None", d["dragonfly"]),
         encoding=cast(EncodingName, d["encoding"]),
+        prompt_covered=not (has_tools or prompt_uncounted),
+        completion_covered=not completion_uncounted,
     )
 
 

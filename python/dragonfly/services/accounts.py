@@ -10,7 +10,7 @@ import re
 import secrets
 from typing import Any
 
-from dragonfly.config import Settings
+from dragonfly.config import Settings, public_base_url
 from dragonfly.domain.ledger import EXTERNAL_TRIAL, credit_postings
 from dragonfly.errors import Conflict, InvalidCredentials, InvalidRequest, NotFound
 from dragonfly.ids import new_id, now_ms
@@ -25,6 +25,7 @@ log = logging.getLogger("dragonfly.accounts")
 
 VERIFY_PURPOSE = "verify"
 VERIFY_TTL_MS = 24 * 3600 * 1000
+VERIFY_PAGE_PATH = "/verify"  # the control plane's page that completes a verification (api/verify_page.py)
 KNOWN_ROLES = frozenset({"operator"})
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}$")
 
@@ -95,12 +96,21 @@ async def grant_role(db: Database, *, account_id: str, role: str) -> None:
         await repo.set_roles(tx, account_id, [*row["roles"], role])
 
 
+def verification_link(settings: Settings, token: str) -> str:
+    """`<public URL>/verify#token=…`: the token rides in the fragment, which a browser never sends to a
+    server, so no access log, proxy or `Referer` holds it; the page (api/verify_page.py) reads it there and
+    posts it to `/api/auth/verify` when the person presses its button (a mail scanner that fetches the
+    link verifies nothing)."""
+    base = settings.public_url or public_base_url("", settings.host, settings.port)
+    return f"{base}{VERIFY_PAGE_PATH}#token={token}"
+
+
 def _verification_text(settings: Settings, token: str) -> str:
-    link = f"http://{settings.host}:{settings.port}/verify?token={token}"
     return (
         "Welcome to Dragonfly.\n\n"
-        f"Confirm your email address by opening {link}\n"
-        "or by sending this token to POST /api/auth/verify:\n\n"
+        "Confirm your email address: open this link and press the button on the page.\n\n"
+        f"{verification_link(settings, token)}\n\n"
+        'Or send this token to POST /api/auth/verify as {"token": "..."}:\n\n'
         f"{token}\n\n"
         "The token is valid for 24 hours and can be used once.\n"
     )

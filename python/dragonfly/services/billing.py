@@ -22,11 +22,13 @@ async def balance(db: Database, account_id: str, holds: StateStore | None = None
 
 
 async def transactions(db: Database, account_id: str, *, limit: int, cursor: int | None) -> dict[str, Any]:
+    """The buyer's cash lines, newest first. A line's `id` is its stored UUID; `next_cursor` is the last
+    line's integer row id (lines before it come next), passed back as `cursor`."""
     rows = await statements.lines(db, account=buyer_cash(account_id), before_id=cursor, limit=limit + 1)
     page = rows[:limit]
     data = [
         {
-            "id": str(r["id"]),
+            "id": r["public_id"],
             "kind": r["kind"],
             "ref": r["ref"],
             "memo": r["memo"],

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dragonfly.domain.ledger import seller_available, seller_locked, seller_reserve
+from dragonfly.domain.ledger import (
+    seller_available,
+    seller_locked,
+    seller_payouts_pending,
+    seller_reserve,
+)
 from dragonfly.domain.money import usd
 from dragonfly.errors import InvalidRequest
 from dragonfly.ids import iso, now_ms
@@ -13,6 +18,7 @@ from dragonfly.services.usage import parse_window
 from dragonfly.storage.ports import Database, Row
 from dragonfly.storage.sql.repos import earnings as repo
 from dragonfly.storage.sql.repos import ledger
+from dragonfly.storage.sql.repos import payouts as payouts_repo
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -39,17 +45,25 @@ def _zero() -> Row:
 
 
 async def overview(db: Database, seller_id: str) -> dict[str, Any]:
-    """Balances of the three earnings accounts; lifetime = everything ever credited to the seller
-    (locked + reserve now, plus what the settlement worker already released)."""
+    """Where the seller's earnings are. Each amount is in exactly one of: `available_usd` (may be paid
+    out), `locked_usd` (inside the lock window), `reserve_usd` (the reserve share, until the reserve
+    period passes), `held_usd` (the share of trades under an open review: out of both locked and reserve
+    until resolved), `payout_pending_usd` (asked to be paid out, not yet paid) and `paid_out_usd`. Lifetime
+    is their sum: everything trades ever credited to the seller, less what upheld reviews refunded."""
     locked = await ledger.balance(db, seller_locked(seller_id))
     reserve = await ledger.balance(db, seller_reserve(seller_id))
     available = await ledger.balance(db, seller_available(seller_id))
-    released = await repo.released_total(db, seller_id)
+    pending = await ledger.balance(db, seller_payouts_pending(seller_id))
+    held_locked, held_reserve = await repo.held(db, seller_id)
+    paid = await payouts_repo.paid_total(db, seller_id)
     return {
         "available_usd": usd(available),
-        "locked_usd": usd(locked),
-        "reserve_usd": usd(reserve),
-        "lifetime_usd": usd(locked + reserve + released),
+        "locked_usd": usd(max(0, locked - held_locked)),
+        "reserve_usd": usd(max(0, reserve - held_reserve)),
+        "held_usd": usd(held_locked + held_reserve),
+        "payout_pending_usd": usd(pending),
+        "paid_out_usd": usd(paid),
+        "lifetime_usd": usd(locked + reserve + available + pending + paid),
     }
 
 

@@ -4,7 +4,7 @@ Checks (each names its violations by `check`):
   journal_unbalanced        every journal's entries sum to zero
   balance_mismatch          every stored balance equals the sum of its account's entries (both ways)
   negative_buyer_cash       no buyer:<id>:cash balance below zero
-  negative_seller_earnings  no seller:<id>:locked|available|reserve balance below zero
+  negative_seller_earnings  no seller:<id>:locked|available|reserve|payouts_pending balance below zero
   key_budget_exceeded       no key's trade cost in any UTC month above its monthly budget; budgets have no
                             history, so every month is compared with the key's *current* budget (lowering a
                             budget below a month's spend is reported too)
@@ -15,6 +15,14 @@ Checks (each names its violations by `check`):
                             no other account
   trade_journal_orphan      no `trade` journal without its trade
   release_settlement        every `earnings_release` journal has its settlement row of the same amount
+  trade_review              a resolved review's trade is flagged; a dismissed one refunds nothing; an upheld
+                            one has a `review_refund` journal iff it refunded something, refund <= cost,
+                            buyer line = refund, every other line a debit of the trade's seller (locked,
+                            reserve) or the platform (fees, rounding); no refund journal without its review
+  review_hold               a seller's open reviews hold no more than its locked and reserve balances have
+  payout_journal            each payout has its `payout_request` journal (available -> payouts pending, its
+                            amount), a paid one its `payout_paid` journal (payouts pending -> external), a
+                            pending one none; no payout journal without its payout
   state_balance / state_key_spend
                             a state store's counters agree with the database (only with `state`; see
                             `_state` for the hooks it looks for)
@@ -67,6 +75,7 @@ async def check_ledger(db: Database, state: Any = None) -> list[Violation]:
     out += await _balances(db)
     out += await _budgets(db)
     out += await _trades(db)
+    out += await _reviews_and_payouts(db)
     if state is not None:
         out += await _state(db, state)
     return out
@@ -107,7 +116,7 @@ async def _balances(db: Database) -> list[Violation]:
         Violation("negative_buyer_cash", str(r["account"]), f"balance {int(r['amount'])}")
         for r in await checks.negative_balances(db, "buyer:%:cash", MAX_PER_CHECK)
     ]
-    for suffix in ("locked", "available", "reserve"):
+    for suffix in ("locked", "available", "reserve", "payouts_pending"):
         out += [
             Violation("negative_seller_earnings", str(r["account"]), f"balance {int(r['amount'])}")
             for r in await checks.negative_balances(db, f"seller:%:{suffix}", MAX_PER_CHECK)
@@ -152,6 +161,56 @@ async def _trades(db: Database) -> list[Violation]:
     out += [
         Violation("trade_journal", f"trade {r['id']}", _trade_journal_detail(r))
         for r in await checks.trade_journal_mismatches(db, MAX_PER_CHECK)
+    ]
+    return out
+
+
+def _review_detail(r: dict[str, Any]) -> str:
+    if r["usage_audit"] != "flagged":
+        return f"{r['state']} review of a trade whose usage audit is {r['usage_audit']}"
+    refund, cost = int(r["refund_micros"]), int(r["cost_micros"])
+    journal = "no refund journal" if r["journal_id"] is None else f"refund journal {r['journal_id']}"
+    return (
+        f"{r['state']}, refund {refund} of cost {cost}, {journal}: buyer {int(r['buyer'])},"
+        f" lines outside the trade's accounts or not debits {int(r['foreign_lines'])}"
+    )
+
+
+def _payout_detail(r: dict[str, Any]) -> str:
+    amount = int(r["amount_micros"])
+    return (
+        f"{r['status']} payout of {amount}: request journal {'yes' if int(r['requested']) else 'no'}"
+        f" (available {int(r['request_available'])}, pending {int(r['request_pending'])}), paid journal"
+        f" {'yes' if int(r['paid']) else 'no'} (pending {int(r['paid_pending'])}, external"
+        f" {int(r['paid_external'])}), other lines {int(r['foreign_lines'])}"
+    )
+
+
+async def _reviews_and_payouts(db: Database) -> list[Violation]:
+    out = [
+        Violation("trade_review", f"trade {r['trade_id']}", _review_detail(r))
+        for r in await checks.review_mismatches(db, MAX_PER_CHECK)
+    ]
+    out += [
+        Violation("trade_review", f"journal {r['id']}", f"refund journal without its review {r['ref']}")
+        for r in await checks.orphan_review_journals(db, MAX_PER_CHECK)
+    ]
+    out += [
+        Violation(
+            "review_hold",
+            f"seller {r['seller']}",
+            f"open reviews hold {int(r['held_locked'])} locked and {int(r['held_reserve'])} reserve;"
+            f" balances are {int(r['locked'])} locked and {int(r['reserve'])} reserve",
+        )
+        for r in await checks.uncovered_review_holds(db, MAX_PER_CHECK)
+    ]
+    out += [
+        Violation("payout_journal", f"payout {r['id']}", _payout_detail(r))
+        for r in await checks.payout_mismatches(db, MAX_PER_CHECK)
+    ]
+    out += [
+        Violation("payout_journal", f"journal {r['id']}", f"{r['kind']} without its payout {r['ref']}")
+        for r in await checks.orphan_payout_journals(db, MAX_PER_CHECK)
     ]
     return out
 

@@ -1,12 +1,13 @@
 """The catalogue of known upstream providers a seller can register keys for.
 
 Static data: ids, display names, default base URLs and the kinds of endpoint each serves. `health` is the
-platform's observed health of that provider's listings; with no health aggregation running yet it is
-reported as `unknown` rather than invented.
+platform's observed health of that provider's listings, which the caller judges from recent trades
+(services/market_health.py); a provider it has no verdict for is `unknown`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ def find(provider_id: str) -> Provider | None:
     return _BY_ID.get(provider_id)
 
 
-def list_providers() -> list[dict[str, Any]]:
+def list_providers(health: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     return [
         {
             "id": p.id,
@@ -87,7 +88,7 @@ def list_providers() -> list[dict[str, Any]]:
             "default_base_url": p.default_base_url,
             "kinds": list(p.kinds),
             "models": list(p.models),
-            "health": "unknown",
+            "health": (health or {}).get(p.id, "unknown"),
         }
         for p in CATALOGUE
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from dragonfly.domain.key_rules import is_key_group
 from dragonfly.domain.money import usd
 from dragonfly.errors import InvalidRequest
 from dragonfly.ids import now_ms, parse_iso_ms
@@ -39,9 +40,32 @@ async def totals(db: Database, account_id: str, *, start_ms: int, end_ms: int) -
     return _sums(await reports.totals(db, account_id=account_id, start_ms=start_ms, end_ms=end_ms))
 
 
-async def by_key(db: Database, account_id: str, *, start_ms: int, end_ms: int) -> dict[str, Any]:
-    rows = await reports.by_key(db, account_id=account_id, start_ms=start_ms, end_ms=end_ms)
-    return {"data": [{"key_id": r["key_id"], "name": r["key_name"], **_sums(r)} for r in rows]}
+def parse_group(group: str | None) -> str | None:
+    """The `group` filter: absent, or a name a key's `key_group` may have (as `POST /api/keys` checks it)."""
+    if group is None:
+        return None
+    if not is_key_group(group):
+        raise InvalidRequest(
+            "group must be a key group name: 1 to 64 of a-z, 0-9, '-' and '_'.", param="group"
+        )
+    return group
+
+
+async def by_key(
+    db: Database, account_id: str, *, start_ms: int, end_ms: int, group: str | None = None
+) -> dict[str, Any]:
+    rows = await reports.by_key(db, account_id=account_id, start_ms=start_ms, end_ms=end_ms, group=group)
+    return {
+        "data": [
+            {"key_id": r["key_id"], "name": r["key_name"], "key_group": r["key_group"], **_sums(r)}
+            for r in rows
+        ]
+    }
+
+
+async def by_group(db: Database, account_id: str, *, start_ms: int, end_ms: int) -> dict[str, Any]:
+    rows = await reports.by_group(db, account_id=account_id, start_ms=start_ms, end_ms=end_ms)
+    return {"data": [{"key_group": r["key_group"], "keys": int(r["keys"]), **_sums(r)} for r in rows]}
 
 
 def parse_days(days: str | None) -> int:

@@ -94,7 +94,12 @@ class ControlPlane:
 
 
 def start_control_plane(
-    processes: ProcessGroup, database_url: str, data_dir: Path, *, allow_private: bool = True
+    processes: ProcessGroup,
+    database_url: str,
+    data_dir: Path,
+    *,
+    allow_private: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> ControlPlane:
     port = free_port()
     mail_dir = data_dir / "mail"
@@ -109,6 +114,7 @@ def start_control_plane(
             "DRAGONFLY_SECRET_KEY": SECRET,
             "DRAGONFLY_ALLOW_PRIVATE_UPSTREAMS": "1" if allow_private else "0",
             "DRAGONFLY_UPSTREAM_CONNECT_TIMEOUT_S": "2",
+            **(extra_env or {}),
         },
         timeout_s=60,
     )

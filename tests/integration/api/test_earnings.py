@@ -63,6 +63,9 @@ def test_earnings_balances_and_settlement_history(market: Market) -> None:
         "available_usd": usd(sum(x.cost.payout for x in old)),
         "locked_usd": usd(recent.cost.payout),
         "reserve_usd": usd(sum(x.cost.reserve for x in charged)),
+        "held_usd": "0.000000",
+        "payout_pending_usd": "0.000000",
+        "paid_out_usd": "0.000000",
         "lifetime_usd": usd(sum(x.row.seller_payout_micros for x in charged)),
     }
     history = market.api.call("GET", "/v1/market/settlements", market.session).json()
@@ -150,6 +153,9 @@ def test_scopes_and_tenants(market: Market) -> None:
         "available_usd": "0.000000",
         "locked_usd": "0.000000",
         "reserve_usd": "0.000000",
+        "held_usd": "0.000000",
+        "payout_pending_usd": "0.000000",
+        "paid_out_usd": "0.000000",
         "lifetime_usd": "0.000000",
     }
     assert api.call("GET", "/v1/market/settlements", other).json()["data"] == []

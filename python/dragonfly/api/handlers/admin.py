@@ -6,9 +6,17 @@ from typing import Any
 
 from dragonfly.api.context import Call
 from dragonfly.api.http import Reply
-from dragonfly.api.schemas.admin import Credit, Suspend, Unsuspend
+from dragonfly.api.schemas.admin import Credit, ResolveReview, Suspend, Unsuspend
+from dragonfly.api.schemas.payouts import MarkPaid
 from dragonfly.domain.money import cents_to_micros
-from dragonfly.services import admin_listings, credits, flagged_trades, routing_activity
+from dragonfly.services import (
+    admin_listings,
+    credits,
+    flagged_trades,
+    payouts,
+    routing_activity,
+    trade_reviews,
+)
 
 
 async def credit(call: Call) -> Reply:
@@ -39,7 +47,31 @@ async def unsuspend_listing(call: Call) -> dict[str, Any]:
 
 async def flagged(call: Call) -> dict[str, Any]:
     limit, cursor = flagged_trades.parse_page(call.query("limit"), call.query("cursor"))
-    return await flagged_trades.list_flagged(call.state.db, limit=limit, cursor=cursor)
+    state = flagged_trades.parse_state(call.query("state"))
+    return await flagged_trades.list_flagged(call.state.db, limit=limit, cursor=cursor, state=state)
+
+
+async def resolve_review(call: Call) -> dict[str, Any]:
+    body = call.json(ResolveReview)
+    return await trade_reviews.resolve(
+        call.state.db,
+        call.state.settings,
+        trade_id=call.path("id"),
+        action=body.action,
+        note=body.note,
+        actor_id=call.account_id,
+    )
+
+
+async def payouts_list(call: Call) -> dict[str, Any]:
+    limit, cursor = flagged_trades.parse_page(call.query("limit"), call.query("cursor"))
+    status = payouts.parse_status(call.query("status"))
+    return await payouts.list_all(call.state.db, limit=limit, cursor=cursor, status=status)
+
+
+async def mark_payout_paid(call: Call) -> dict[str, Any]:
+    body = call.json(MarkPaid)
+    return await payouts.mark_paid(call.state.db, call.path("id"), actor_id=call.account_id, note=body.note)
 
 
 async def activity(call: Call) -> dict[str, Any]:

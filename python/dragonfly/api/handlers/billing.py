@@ -23,8 +23,16 @@ async def usage_totals(call: Call) -> dict[str, Any]:
 
 
 async def usage_by_key(call: Call) -> dict[str, Any]:
+    """Usage per key over the window; `group` keeps only the keys of one `key_group`."""
     start, end = usage.parse_window(call.query("from"), call.query("to"))
-    return await usage.by_key(call.state.db, call.account_id, start_ms=start, end_ms=end)
+    group = usage.parse_group(call.query("group"))
+    return await usage.by_key(call.state.db, call.account_id, start_ms=start, end_ms=end, group=group)
+
+
+async def usage_by_group(call: Call) -> dict[str, Any]:
+    """Usage per `key_group` over the window, with how many of the group's keys had trades."""
+    start, end = usage.parse_window(call.query("from"), call.query("to"))
+    return await usage.by_group(call.state.db, call.account_id, start_ms=start, end_ms=end)
 
 
 async def usage_daily(call: Call) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from dragonfly.api.context import Call
 from dragonfly.api.http import Reply
 from dragonfly.api.schemas.listings import CreateListing, UpdateListing
-from dragonfly.services import listings
+from dragonfly.services import listings, market_health
 from dragonfly.workers import probes
 
 
@@ -40,18 +40,32 @@ async def create(call: Call) -> Reply:
 
 
 async def list_(call: Call) -> dict[str, Any]:
-    return {"data": await listings.list_listings(call.state.db, call.account_id)}
+    db = call.state.db
+    data = await listings.list_listings(db, call.account_id, fee_bps=call.state.settings.platform_fee_bps)
+    return {"data": await market_health.with_listing_health(db, account_id=call.account_id, listings=data)}
 
 
 async def get(call: Call) -> dict[str, Any]:
-    return await listings.get_listing(call.state.db, account_id=call.account_id, listing_id=call.path("id"))
+    db = call.state.db
+    one = await listings.get_listing(
+        db,
+        account_id=call.account_id,
+        listing_id=call.path("id"),
+        fee_bps=call.state.settings.platform_fee_bps,
+    )
+    (out,) = await market_health.with_listing_health(db, account_id=call.account_id, listings=[one])
+    return out
 
 
 async def update(call: Call) -> dict[str, Any]:
     body = call.json(UpdateListing)
     fields = body.model_dump(include=body.model_fields_set)
     return await listings.update_listing(
-        call.state.db, account_id=call.account_id, listing_id=call.path("id"), fields=fields
+        call.state.db,
+        account_id=call.account_id,
+        listing_id=call.path("id"),
+        fields=fields,
+        fee_bps=call.state.settings.platform_fee_bps,
     )
 
 
@@ -61,7 +75,19 @@ async def delete(call: Call) -> Reply:
 
 
 async def confirm_price(call: Call) -> dict[str, Any]:
-    return await listings.confirm_price(call.state.db, account_id=call.account_id, listing_id=call.path("id"))
+    return await listings.confirm_price(
+        call.state.db,
+        account_id=call.account_id,
+        listing_id=call.path("id"),
+        fee_bps=call.state.settings.platform_fee_bps,
+    )
+
+
+async def price_history(call: Call) -> dict[str, Any]:
+    data = await listings.list_price_history(
+        call.state.db, account_id=call.account_id, listing_id=call.path("id")
+    )
+    return {"data": data}
 
 
 async def contracts(call: Call) -> dict[str, Any]:

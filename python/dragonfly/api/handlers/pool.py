@@ -7,11 +7,11 @@ from typing import Any
 from dragonfly.api.context import Call
 from dragonfly.api.http import Reply
 from dragonfly.api.schemas.pool import CreatePoolKey
-from dragonfly.services import pool_keys, providers
+from dragonfly.services import market_health, pool_keys, providers
 
 
 async def list_providers(call: Call) -> dict[str, Any]:
-    return {"data": providers.list_providers()}
+    return {"data": providers.list_providers(await market_health.provider_health(call.state.db))}
 
 
 async def create_key(call: Call) -> Reply:

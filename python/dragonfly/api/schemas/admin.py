@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -21,3 +22,10 @@ class Suspend(Body):
 
 class Unsuspend(Body):
     pass
+
+
+class ResolveReview(Body):
+    """`uphold`: the seller over-reported; the buyer is refunded the excess. `dismiss`: the report stands."""
+
+    action: Literal["uphold", "dismiss"]
+    note: str | None = Field(default=None, min_length=1, max_length=500)

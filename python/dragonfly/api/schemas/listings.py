@@ -11,6 +11,9 @@ from pydantic import Field
 from dragonfly.api.schemas.common import Body, PositiveInt, Price
 
 Kind = Literal["chat", "embeddings", "speech"]
+KINDS: tuple[Kind, ...] = ("chat", "embeddings", "speech")
+# A market model name, e.g. `deepseek/deepseek-chat` (also the operator's reference-price path).
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 
 
 class AutoFollow(Body):
@@ -35,11 +38,12 @@ class _ListingFields(Body):
 
 class CreateListing(_ListingFields):
     pool_key_id: UUID
-    model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+    model: str = Field(min_length=1, max_length=128, pattern=MODEL_PATTERN)
     upstream_model: str | None = Field(default=None, min_length=1, max_length=256)
     kind: Kind = "chat"
-    input_price_per_mtok: Price
-    output_price_per_mtok: Price
+    # Required unless price_multiplier prices the listing from the model's reference (services/listings.py).
+    input_price_per_mtok: Price | None = None
+    output_price_per_mtok: Price | None = None
 
 
 class UpdateListing(_ListingFields):

@@ -36,15 +36,18 @@ def _statements(script: str) -> list[str]:
     return parts
 
 
-async def apply_migrations(db: Database) -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run concurrently from several
-    processes: each migration runs in one transaction and is recorded under a primary key."""
+async def apply_migrations(db: Database, *, through: int | None = None) -> list[str]:
+    """Apply pending migrations (those numbered up to `through`, when given: tests of a migration's
+    backfill); returns the names applied. Safe to run concurrently from several processes: each migration
+    runs in one transaction and is recorded under a primary key."""
     await db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
         " applied_at BIGINT NOT NULL)"
     )
     applied = []
     for version, name, script in _migration_files(db.dialect):
+        if through is not None and version > through:
+            break
         async with db.transaction() as tx:
             if db.dialect == "postgres":
                 # Serialise concurrent migrators (two instances starting together).

@@ -143,3 +143,115 @@ async def release_settlement_mismatches(db: Executor, limit: int) -> list[Row]:
         ") x WHERE released <> settled ORDER BY ref LIMIT $1",
         limit,
     )
+
+
+# -- trade reviews and payouts (migration 013) ----------------------------------------------------------
+
+_REVIEW_BUYER = "e.account = 'buyer:' || r.buyer_account_id || ':cash'"
+# The accounts a refund takes back from, each only ever debited.
+_REVIEW_GIVERS = (
+    "(e.account = 'seller:' || r.seller_account_id || ':locked'"
+    " OR e.account = 'seller:' || r.seller_account_id || ':reserve'"
+    " OR e.account IN ('platform:fees', 'platform:rounding'))"
+)
+
+
+async def review_mismatches(db: Executor, limit: int) -> list[Row]:
+    """Resolved reviews against their trade and their `review_refund` journal (ref = the trade id): the
+    trade is flagged; a dismissed review refunds nothing and has no journal; an upheld one has a journal
+    iff it refunded something, the refund is at most the trade's cost, the buyer line is the refund and
+    every other line is a debit of the trade's seller (locked, reserve) or the platform (fees, rounding)."""
+    return await db.fetch_all(
+        "SELECT * FROM ("
+        " SELECT r.trade_id, r.state, r.refund_micros, t.cost_micros, t.usage_audit, j.id AS journal_id,"
+        f" COALESCE(SUM(CASE WHEN {_REVIEW_BUYER} THEN e.amount ELSE 0 END), 0) AS buyer,"
+        " COALESCE(SUM(CASE WHEN e.id IS NULL THEN 0"
+        f" WHEN {_REVIEW_BUYER} OR ({_REVIEW_GIVERS} AND e.amount <= 0) THEN 0 ELSE 1 END), 0)"
+        " AS foreign_lines"
+        " FROM trade_reviews r JOIN trades t ON t.id = r.trade_id"
+        " LEFT JOIN journals j ON j.kind = 'review_refund' AND j.ref = r.trade_id"
+        " LEFT JOIN entries e ON e.journal_id = j.id"
+        " GROUP BY r.trade_id, r.state, r.refund_micros, t.cost_micros, t.usage_audit, j.id"
+        ") x WHERE usage_audit <> 'flagged' OR refund_micros > cost_micros"
+        " OR (state = 'dismissed' AND (refund_micros <> 0 OR journal_id IS NOT NULL))"
+        " OR (refund_micros > 0 AND journal_id IS NULL) OR (refund_micros = 0 AND journal_id IS NOT NULL)"
+        " OR (journal_id IS NOT NULL AND (buyer <> refund_micros OR foreign_lines > 0))"
+        " ORDER BY trade_id LIMIT $1",
+        limit,
+    )
+
+
+async def orphan_review_journals(db: Executor, limit: int) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT j.id, j.ref FROM journals j LEFT JOIN trade_reviews r ON r.trade_id = j.ref"
+        " WHERE j.kind = 'review_refund' AND r.trade_id IS NULL ORDER BY j.id LIMIT $1",
+        limit,
+    )
+
+
+async def uncovered_review_holds(db: Executor, limit: int) -> list[Row]:
+    """Sellers whose open reviews hold more than their locked or reserve balance has."""
+    return await db.fetch_all(
+        "SELECT x.seller, x.held_locked, x.held_reserve, COALESCE(bl.amount, 0) AS locked,"
+        " COALESCE(br.amount, 0) AS reserve FROM ("
+        " SELECT t.seller_account_id AS seller,"
+        " SUM(CASE WHEN h.account = 'seller:' || t.seller_account_id || ':locked' THEN h.amount ELSE 0 END)"
+        " AS held_locked,"
+        " SUM(CASE WHEN h.account = 'seller:' || t.seller_account_id || ':reserve' THEN h.amount ELSE 0 END)"
+        " AS held_reserve"
+        " FROM trades t JOIN journals j ON j.kind = 'trade' AND j.ref = t.id"
+        " JOIN entries h ON h.journal_id = j.id"
+        " WHERE t.usage_audit = 'flagged' AND t.seller_account_id IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM trade_reviews r WHERE r.trade_id = t.id)"
+        " GROUP BY t.seller_account_id"
+        ") x LEFT JOIN balances bl ON bl.account = 'seller:' || x.seller || ':locked'"
+        " LEFT JOIN balances br ON br.account = 'seller:' || x.seller || ':reserve'"
+        " WHERE x.held_locked > COALESCE(bl.amount, 0) OR x.held_reserve > COALESCE(br.amount, 0)"
+        " ORDER BY x.seller LIMIT $1",
+        limit,
+    )
+
+
+_AVAILABLE = "'seller:' || p.seller_account_id || ':available'"
+_PENDING = "'seller:' || p.seller_account_id || ':payouts_pending'"
+
+
+async def payout_mismatches(db: Executor, limit: int) -> list[Row]:
+    """Each payout against its journals (ref = the payout id): a `payout_request` moving its amount from
+    the seller's available earnings to payouts pending; once paid, a `payout_paid` moving it from payouts
+    pending to external:payouts (and none while pending); no other lines."""
+    req, paid = "j.kind = 'payout_request'", "j.kind = 'payout_paid'"
+    return await db.fetch_all(
+        "SELECT * FROM ("
+        " SELECT p.id, p.status, p.amount_micros,"
+        f" COALESCE(MAX(CASE WHEN {req} THEN 1 ELSE 0 END), 0) AS requested,"
+        f" COALESCE(MAX(CASE WHEN {paid} THEN 1 ELSE 0 END), 0) AS paid,"
+        f" COALESCE(SUM(CASE WHEN {req} AND e.account = {_AVAILABLE} THEN e.amount ELSE 0 END), 0)"
+        " AS request_available,"
+        f" COALESCE(SUM(CASE WHEN {req} AND e.account = {_PENDING} THEN e.amount ELSE 0 END), 0)"
+        " AS request_pending,"
+        f" COALESCE(SUM(CASE WHEN {paid} AND e.account = {_PENDING} THEN e.amount ELSE 0 END), 0)"
+        " AS paid_pending,"
+        f" COALESCE(SUM(CASE WHEN {paid} AND e.account = 'external:payouts' THEN e.amount ELSE 0 END), 0)"
+        " AS paid_external,"
+        " COALESCE(SUM(CASE WHEN e.id IS NULL THEN 0"
+        f" WHEN {req} AND e.account IN ({_AVAILABLE}, {_PENDING}) THEN 0"
+        f" WHEN {paid} AND e.account IN ({_PENDING}, 'external:payouts') THEN 0 ELSE 1 END), 0)"
+        " AS foreign_lines"
+        " FROM payouts p LEFT JOIN journals j ON j.kind IN ('payout_request', 'payout_paid') AND j.ref = p.id"
+        " LEFT JOIN entries e ON e.journal_id = j.id"
+        " GROUP BY p.id, p.status, p.amount_micros"
+        ") x WHERE requested = 0 OR request_available <> -amount_micros OR request_pending <> amount_micros"
+        " OR foreign_lines > 0 OR (status = 'pending' AND paid = 1) OR (status = 'paid' AND (paid = 0"
+        " OR paid_pending <> -amount_micros OR paid_external <> amount_micros))"
+        " ORDER BY id LIMIT $1",
+        limit,
+    )
+
+
+async def orphan_payout_journals(db: Executor, limit: int) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT j.id, j.kind, j.ref FROM journals j LEFT JOIN payouts p ON p.id = j.ref"
+        " WHERE j.kind IN ('payout_request', 'payout_paid') AND p.id IS NULL ORDER BY j.id LIMIT $1",
+        limit,
+    )

@@ -27,8 +27,9 @@ async def post_journal(
         return False
     journal_id = await tx.fetch_val("SELECT id FROM journals WHERE kind = $1 AND ref = $2", kind, ref)
     await tx.execute_many(
-        "INSERT INTO entries (journal_id, account, amount, created_at) VALUES ($1, $2, $3, $4)",
-        [(journal_id, p.account, p.amount, now) for p in lines],
+        "INSERT INTO entries (journal_id, account, amount, created_at, public_id)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        [(journal_id, p.account, p.amount, now, new_id()) for p in lines],
     )
     for p in lines:
         await tx.execute(

@@ -1,5 +1,6 @@
 """Seller listings. Prices are integer micro-USD per 1M units (`price_unit`: tokens, or characters for
-speech); `auto_follow` is JSON text."""
+speech); `auto_follow` is JSON text; `reference_missing` is 0/1 (a multiplier listing without a reference
+price, services/pricing.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ _COLUMNS = (
     "l.id, l.account_id, l.pool_key_id, l.model, l.upstream_model, l.kind, l.input_price, l.output_price,"
     " l.cached_input_price, l.price_multiplier, l.payout_floor, l.rpm_cap, l.concurrency_cap, l.auto_follow,"
     " l.context_length, l.encoding, l.price_unit, l.status, l.contract_status, l.confirmed_input_price,"
-    " l.confirmed_output_price,"
+    " l.confirmed_output_price, l.reference_missing,"
     " l.created_at, l.updated_at, p.provider"
 )
 _FROM = "FROM listings l JOIN pool_keys p ON p.id = l.pool_key_id"
@@ -33,6 +34,7 @@ UPDATABLE = (
     "contract_status",
     "confirmed_input_price",
     "confirmed_output_price",
+    "reference_missing",
 )
 
 

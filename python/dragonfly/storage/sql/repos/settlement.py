@@ -28,7 +28,10 @@ Steps = list[tuple[str, list[tuple[Any, ...]]]]
 Batch = list[tuple[TradeRow, list[Posting]]]
 
 _JOURNAL_STRICT = "INSERT INTO journals (id, kind, ref, memo, created_at) VALUES ($1, 'trade', $2, NULL, $3)"
-_ENTRY_PLAIN = "INSERT INTO entries (journal_id, account, amount, created_at) VALUES ($1, $2, $3, $4)"
+# Each journal line carries its own UUID, `public_id` (migration 014): the id the billing API shows.
+_ENTRY_PLAIN = (
+    "INSERT INTO entries (journal_id, account, amount, created_at, public_id) VALUES ($1, $2, $3, $4, $5)"
+)
 _BALANCE_SUM = (
     "INSERT INTO balances (account, amount) VALUES ($1, $2)"
     " ON CONFLICT (account) DO UPDATE SET amount = balances.amount + excluded.amount"
@@ -44,8 +47,8 @@ _JOURNAL = (
 # CAST keeps the parameter types known to PostgreSQL in a SELECT list; SQLite accepts the same text.
 _FRESH = "WHERE EXISTS (SELECT 1 FROM journals WHERE id = CAST($1 AS TEXT))"
 _ENTRY = (
-    "INSERT INTO entries (journal_id, account, amount, created_at)"
-    f" SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS BIGINT) {_FRESH}"
+    "INSERT INTO entries (journal_id, account, amount, created_at, public_id) SELECT CAST($1 AS TEXT),"
+    f" CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS TEXT) {_FRESH}"
 )
 _BALANCE = (
     f"INSERT INTO balances (account, amount) SELECT CAST($2 AS TEXT), CAST($3 AS BIGINT) {_FRESH}"
@@ -73,8 +76,8 @@ _COLUMNAR = {
     + f" SELECT * FROM unnest({_TRADE_ARRAYS}) ON CONFLICT (id) DO NOTHING",
     _JOURNAL_STRICT: "INSERT INTO journals (id, kind, ref, memo, created_at)"
     " SELECT j, 'trade', r, NULL, c FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(j, r, c)",
-    _ENTRY_PLAIN: "INSERT INTO entries (journal_id, account, amount, created_at)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])",
+    _ENTRY_PLAIN: "INSERT INTO entries (journal_id, account, amount, created_at, public_id)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[])",
     _BALANCE_SUM: "INSERT INTO balances (account, amount) SELECT * FROM unnest($1::text[], $2::int8[])"
     " ON CONFLICT (account) DO UPDATE SET amount = balances.amount + excluded.amount",
     _KEY_SPEND_SUM: "INSERT INTO key_spend (key_id, month, spent_micros)"
@@ -122,7 +125,7 @@ def fast_settlement_steps(batch: Batch) -> Steps:
         jid = new_id()
         journals.append((jid, trade.id, trade.settled_at))
         for p in lines:
-            entries.append((jid, p.account, p.amount, trade.settled_at))
+            entries.append((jid, p.account, p.amount, trade.settled_at, new_id()))
             balances[p.account] = balances.get(p.account, 0) + p.amount
         if trade.cost_micros > 0:
             k = (trade.key_id, month_of(trade.created_at))
@@ -150,7 +153,7 @@ def settlement_steps(batch: Batch) -> Steps:
             continue
         jid = new_id()
         journals.append((jid, trade.id, trade.settled_at))
-        entries.extend((jid, p.account, p.amount, trade.settled_at) for p in lines)
+        entries.extend((jid, p.account, p.amount, trade.settled_at, new_id()) for p in lines)
         balances.extend((jid, p.account, p.amount) for p in lines)
         if trade.cost_micros > 0:
             spend.append((jid, trade.key_id, month_of(trade.created_at), trade.cost_micros))

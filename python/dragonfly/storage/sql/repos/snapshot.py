@@ -30,7 +30,7 @@ async def routable_listings(db: Executor) -> list[Row]:
     return await db.fetch_all(
         "SELECT l.id, l.account_id, l.model, l.upstream_model, l.kind, l.input_price, l.output_price,"
         " l.cached_input_price, l.rpm_cap, l.concurrency_cap, l.context_length, l.encoding, l.price_unit,"
-        " l.status, l.contract_status,"
+        " l.status, l.contract_status, l.payout_floor, l.reference_missing,"
         " p.id AS pool_key_id, p.provider, p.base_url, p.key_ciphertext, p.status AS pool_status,"
         " q.probe_quality, q.quality_override"
         " FROM listings l JOIN pool_keys p ON p.id = l.pool_key_id"
