@@ -48,6 +48,7 @@ class Settings:
     # unless a review of the seller's was upheld within them (domain/payouts.py `reserve_paused`).
     reserve_release_days: float = 30.0
     pricing_period_s: float = 60.0  # how often the control plane re-prices listings from the market
+    usage_audit_period_s: float = 15.0  # how often the market-relative usage audit reads new trades
     trial_credit_micros: int = 100_000  # $0.10
     # Sessions.
     jwt_ttl_s: int = 3600
@@ -114,6 +115,7 @@ class Settings:
             "settlement_period_s": float(e.get("DRAGONFLY_SETTLEMENT_PERIOD_S", base.settlement_period_s)),
             "reserve_release_days": float(e.get("DRAGONFLY_RESERVE_RELEASE_DAYS", base.reserve_release_days)),
             "pricing_period_s": float(e.get("DRAGONFLY_PRICING_PERIOD_S", base.pricing_period_s)),
+            "usage_audit_period_s": float(e.get("DRAGONFLY_USAGE_AUDIT_PERIOD_S", base.usage_audit_period_s)),
             "trial_credit_micros": int(e.get("DRAGONFLY_TRIAL_CREDIT_MICROS", base.trial_credit_micros)),
             "jwt_ttl_s": int(e.get("DRAGONFLY_JWT_TTL_S", base.jwt_ttl_s)),
             "max_body_bytes": int(e.get("DRAGONFLY_MAX_BODY_BYTES", base.max_body_bytes)),

@@ -31,7 +31,7 @@ from dragonfly.security.sessions import SessionTokens
 from dragonfly.services import health
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.state.factory import make_state_store
-from dragonfly.workers import pricing, reprobe, settlement
+from dragonfly.workers import pricing, reprobe, settlement, usage_audit
 
 log = logging.getLogger("dragonfly.api")
 SHUTDOWN_GRACE_S = 5.0
@@ -74,6 +74,14 @@ async def _startup(state: AppState) -> None:
     # Reference prices, multiplier and auto-follow listings follow the market (workers/pricing.py).
     pricing.check_period(settings.pricing_period_s)
     state.spawn(pricing.run_forever(state.db_, period_s=settings.pricing_period_s), name="listing-pricing")
+    # Sellers whose reported usage drifts above the market's are flagged for review (workers/usage_audit.py).
+    usage_audit.check_period(settings.usage_audit_period_s)
+    state.spawn(
+        usage_audit.run_forever(
+            state.db_, period_s=settings.usage_audit_period_s, lock_s=settings.earnings_lock_s
+        ),
+        name="usage-audit",
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(_terminate(state)))

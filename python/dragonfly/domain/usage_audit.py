@@ -61,13 +61,15 @@ class Alarm:
     ratio: float  # the block's reported / counted (sums)
     reference: float  # the market's ratio it was compared with
     trades: int  # the seller's trades of this model and kind seen so far
+    trade_ids: tuple[str, ...] = ()  # the block's trades (the ids given to `observe`)
 
 
 @dataclass(slots=True)
 class _Track:
     """One seller's stream of one model and kind."""
 
-    block: list[tuple[float, int, int]] = field(default_factory=list)  # (log ratio, reported, counted)
+    # (log ratio, reported, counted, trade id)
+    block: list[tuple[float, int, int, str]] = field(default_factory=list)
     trades: int = 0
     blocks: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW_BLOCKS))
     median: float | None = None
@@ -85,7 +87,9 @@ class UsageAudit:
     min_peer_blocks: int = MIN_PEER_BLOCKS
     _markets: dict[tuple[str, str], dict[str, _Track]] = field(default_factory=dict, repr=False)
 
-    def observe(self, model: str, kind: str, seller: str, reported: int, counted: int) -> Alarm | None:
+    def observe(
+        self, model: str, kind: str, seller: str, reported: int, counted: int, trade_id: str = ""
+    ) -> Alarm | None:
         """Add one settled trade's reported and counted tokens of `kind`; an Alarm when this trade
         completed a block that took the seller's CUSUM over H."""
         if reported <= 0 or counted <= 0:
@@ -95,12 +99,12 @@ class UsageAudit:
         if t is None:
             t = market[seller] = _Track(blocks=deque(maxlen=self.window_blocks))
         t.trades += 1
-        t.block.append((math.log(reported / counted), reported, counted))
+        t.block.append((math.log(reported / counted), reported, counted, trade_id))
         if len(t.block) < self.block_trades:
             return None
         block, t.block = t.block, []
-        total_reported = sum(r for _, r, _ in block)
-        total_counted = sum(c for _, _, c in block)
+        total_reported = sum(r for _, r, _, _ in block)
+        total_counted = sum(c for _, _, c, _ in block)
         x = math.log(total_reported / total_counted)
         ref = self._reference(market, seller)
         t.blocks.append(x)
@@ -108,11 +112,13 @@ class UsageAudit:
         if ref is None:
             return None
         clip = self.trade_clip
-        z = sum(c * min(clip, max(-clip, lr - ref)) for lr, _, c in block) / total_counted
+        z = sum(c * min(clip, max(-clip, lr - ref)) for lr, _, c, _ in block) / total_counted
         t.cusum = cusum_step(t.cusum, z, self.k)
         if t.cusum <= self.h:
             return None
-        alarm = Alarm(model, kind, seller, t.cusum, math.exp(x), math.exp(ref), t.trades)
+        alarm = Alarm(
+            model, kind, seller, t.cusum, math.exp(x), math.exp(ref), t.trades, tuple(i for *_, i in block)
+        )
         t.cusum = 0.0
         return alarm
 

@@ -79,6 +79,27 @@ def render_state(row: Row, *, operator: bool) -> dict[str, Any]:
     return out
 
 
+def render_flag(row: Row) -> dict[str, Any]:
+    """Why the trade is flagged: `trade` (its own report was above the review threshold when it settled)
+    or `market` (the market-relative audit's alarm on the seller, with its evidence: the token kind, the
+    seller's reported / counted ratio over the block that raised it against the market's, the detector's
+    statistic, and how many of the seller's trades of the model it had seen)."""
+    if row["alarm_id"] is None:
+        return {"flagged_by": "trade", "market_audit": None}
+    return {
+        "flagged_by": "market",
+        "market_audit": {
+            "alarm_id": row["alarm_id"],
+            "raised_at": iso(int(row["alarm_created_at"])),
+            "kind": row["alarm_kind"],
+            "reported_to_counted": round(float(row["alarm_ratio"]), 4),
+            "market_reported_to_counted": round(float(row["alarm_reference"]), 4),
+            "statistic": round(float(row["alarm_statistic"]), 4),
+            "trades_seen": int(row["alarm_trades"]),
+        },
+    }
+
+
 def render(row: Row) -> dict[str, Any]:
     reported = row["native_tokens_completion"]
     counted = row["counted_tokens_completion"]
@@ -95,6 +116,7 @@ def render(row: Row) -> dict[str, Any]:
         "status": row["status"],
         "streamed": bool(row["streamed"]),
         "usage_audit": row["usage_audit"],
+        **render_flag(row),
         "tokens_prompt": row["tokens_prompt"],
         "tokens_completion": row["tokens_completion"],
         "tokens_cached": row["tokens_cached"],
@@ -128,6 +150,7 @@ def render_review(row: Row) -> dict[str, Any]:
         "counted_tokens_completion": row["counted_tokens_completion"],
         "cost_usd": usd(int(row["cost_micros"])),
         "seller_payout_usd": usd(int(row["seller_payout_micros"])),
+        **render_flag(row),
         "review": render_state(row, operator=False),
     }
 

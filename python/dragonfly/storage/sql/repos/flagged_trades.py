@@ -1,5 +1,6 @@
-"""Trades whose usage audit is `flagged` (seller-reported usage above the local count), each with its review
-(a `trade_reviews` row once resolved, none while open), newest first. Trade ids are UUIDv7 made when the
+"""Trades whose usage audit is `flagged` (seller-reported usage above the local count, or a block of trades
+the market-relative audit raised an alarm on: its `usage_alarms` row), each with its review (a
+`trade_reviews` row once resolved, none while open), newest first. Trade ids are UUIDv7 made when the
 request arrives, so id order is arrival order and the id is the page cursor (the partial indexes
 `trades_flagged` and `trades_flagged_seller` hold only flagged trades)."""
 
@@ -28,10 +29,13 @@ _COLUMNS = (
     " AS cached_input_price,"
     " r.state AS review_state, r.excess_micros AS review_excess_micros,"
     " r.refund_micros AS review_refund_micros, r.note AS review_note, r.resolved_by AS review_resolved_by,"
-    " r.resolved_at AS review_resolved_at"
+    " r.resolved_at AS review_resolved_at,"
+    " a.id AS alarm_id, a.created_at AS alarm_created_at, a.kind AS alarm_kind, a.ratio AS alarm_ratio,"
+    " a.reference AS alarm_reference, a.statistic AS alarm_statistic, a.trades AS alarm_trades"
 )
 _FROM = (
     "FROM trades t LEFT JOIN listings l ON l.id = t.listing_id LEFT JOIN trade_reviews r ON r.trade_id = t.id"
+    " LEFT JOIN usage_alarms a ON a.id = t.audit_alarm_id"
 )
 
 
