@@ -12,16 +12,21 @@ Fixtures
   processes         function  ProcessGroup: .start(argv, ready_port, env) → ManagedProcess, all stopped
   demo_seller       function  a running DemoSeller (defaults) in a background thread
   demo_seller_factory function  make_seller(**knobs) → running DemoSeller; all stopped afterwards
+
+At the end of a session that started processes, every process log still on disk is scanned for secrets
+(support/log_scan.py): one found fails the run.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.processes import ProcessGroup
+from support.log_scan import format_report, scan_files
+from support.processes import ProcessGroup, started_log_paths
 from support.services import PostgresCluster, RedisServer
 
 from dragonfly.demo.seller import DemoSeller, SellerThread
@@ -37,6 +42,40 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def _test_failed(node: pytest.Item) -> bool:
     return any(getattr(getattr(node, f"rep_{when}", None), "failed", False) for when in ("setup", "call"))
+
+
+_LOG_SCAN = pytest.StashKey[tuple[bool, str]]()  # (a secret found, what to print)
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down: every process has stopped
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
+    """No secret ever in the logs: scan what every process the tests started wrote (printed by
+    `pytest_terminal_summary`, which runs after this)."""
+    paths = started_log_paths()
+    if not paths:
+        return  # no process started (unit tests only)
+    scanned, found = scan_files(paths)
+    gone = len(paths) - scanned
+    removed = f" ({gone} removed before the scan)" if gone else ""
+    if not found:
+        session.config.stash[_LOG_SCAN] = (False, f"log scan: {scanned} process logs, no secret{removed}")
+        return
+    lines = sum(len(f) for f in found.values())
+    headline = f"log scan: {lines} line(s) with a secret in {len(found)} of {scanned} process logs{removed}"
+    session.config.stash[_LOG_SCAN] = (True, f"{format_report(found)}\n{headline}")
+    if session.config.pluginmanager.get_plugin("terminalreporter") is None:
+        sys.stderr.write(f"{format_report(found)}\n{headline}\n")
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    failed, text = config.stash.get(_LOG_SCAN, (False, ""))
+    if failed:
+        terminalreporter.write_sep("=", "secrets in process logs", red=True, bold=True)
+        terminalreporter.write_line(text, red=True)
+    elif text:
+        terminalreporter.write_line(text)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------

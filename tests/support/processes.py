@@ -26,6 +26,16 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# Every log file `start_process` wrote this session, in order: tests/conftest.py scans them for secrets
+# when the session ends (tests/support/log_scan.py).
+_LOG_PATHS: list[Path] = []
+
+
+def started_log_paths() -> list[Path]:
+    """The log file of every process started so far in this session (some may be removed by now)."""
+    return list(_LOG_PATHS)
+
+
 class ProcessStartError(RuntimeError):
     pass
 
@@ -97,6 +107,7 @@ def start_process(
     log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="dragonfly-proc-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     fd, log_name = tempfile.mkstemp(prefix=Path(argv[0]).name + "-", suffix=".log", dir=log_dir)
+    _LOG_PATHS.append(Path(log_name))
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with os.fdopen(fd, "wb") as log:
         proc = subprocess.Popen(

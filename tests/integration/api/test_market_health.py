@@ -403,6 +403,8 @@ def _review(row: TradeRow) -> dict[str, Any]:
         "counted_tokens_completion": row.counted_tokens_completion,
         "cost_usd": usd(row.cost_micros),
         "seller_payout_usd": usd(row.seller_payout_micros),
+        "flagged_by": "trade",  # its own report crossed the review threshold when it settled
+        "market_audit": None,
         # Open: the seller's share is held. Billed as counted (the seller's 5000 was not billed): no excess.
         "review": {
             "state": "open",
