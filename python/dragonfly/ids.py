@@ -24,6 +24,14 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def line_id(journal_id: str, line: int) -> str:
+    """The id of a journal's `line`-th entry (0-255): the journal's UUIDv7 with its last byte replaced
+    by the line number, still a valid v7. Unique as long as no two journals share their first 120 bits
+    (the same millisecond and 66 equal random bits); a fifth of the cost of `new_id`, which settling a
+    trade would otherwise pay per line."""
+    return f"{journal_id[:-2]}{line:02x}"
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 

@@ -227,16 +227,25 @@ class Inference:
         route = Route(iter(candidates), plan, body, pre, now, hedge_after_ms)
         if hedge_after_ms is not None and plan.max_attempts > 1:
             return await self._race(proto, trade, route)
+        # Without hedging: one leg at a time, the seller called inline (the hot path: no coroutine
+        # frames beyond admission and the relay).
+        upstream, path = self.rt.upstream, self.upstream_path
         while (leg := await self._admit_next(trade, route)) is not None:
+            listing = leg.listing
             leg.t0 = time.perf_counter_ns()
             try:
-                resp = await self._send(leg, route.body, trade, read_first=False)
+                resp = await upstream.post(
+                    listing.base_url + path,
+                    listing.api_key,
+                    substitute_model(route.body, listing.upstream_model),
+                    accept_sse=trade.streamed,
+                )
             except UpstreamFailure as exc:
                 step = await self._outcome(trade, leg, plan, exc)
             else:
-                step = await self._outcome(trade, leg, plan, resp)
-                if step is RELAY:
+                if resp.status == 200:
                     return await self._win(proto, resp, trade, leg, route)
+                step = await self._outcome(trade, leg, plan, resp)
             if step.error is not None:
                 raise step.error
         raise plan.final_error()

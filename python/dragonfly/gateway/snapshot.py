@@ -13,6 +13,7 @@ import orjson
 
 from dragonfly.config import Settings
 from dragonfly.domain import pricing
+from dragonfly.domain.billing import tokenizer_exact
 from dragonfly.native.tokens import EncodingName, encoding_for_model
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.storage.ports import Executor
@@ -40,25 +41,22 @@ class ProfileInfo:
     account_id: str
     strategy: str
     config: dict[str, Any]
+    # Read from `config` once, when the snapshot is built (every request reads them).
+    fallback_attempts: int = field(init=False)
+    retry_on: frozenset[str] = field(init=False)
+    # When to start a second listing beside a first that has not answered (None = no hedging).
+    hedge_after_ms: int | None = field(init=False)
 
-    @property
-    def fallback_attempts(self) -> int:
+    def __post_init__(self) -> None:
         fb = self.config.get("fallback") or {}
-        if fb.get("enabled", True) is False:
-            return 1
-        return max(1, min(5, int(fb.get("max_attempts", 3))))
-
-    @property
-    def retry_on(self) -> frozenset[str]:
-        fb = self.config.get("fallback") or {}
-        return frozenset(fb.get("retry_on") or ("429", "5xx", "timeout", "connect_error"))
-
-    @property
-    def hedge_after_ms(self) -> int | None:
-        """When to start a second listing beside a first that has not answered (None = no hedging)."""
+        attempts = 1 if fb.get("enabled", True) is False else max(1, min(5, int(fb.get("max_attempts", 3))))
+        retry_on = frozenset(fb.get("retry_on") or ("429", "5xx", "timeout", "connect_error"))
         h = self.config.get("hedge") or {}
         after = h.get("after_ms")
-        return int(after) if h.get("enabled") and after is not None else None
+        hedge = int(after) if h.get("enabled") and after is not None else None
+        object.__setattr__(self, "fallback_attempts", attempts)
+        object.__setattr__(self, "retry_on", retry_on)
+        object.__setattr__(self, "hedge_after_ms", hedge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +91,19 @@ class ListingInfo:
     # payout after the platform fee below the floor; None: it does not). Set at snapshot load.
     payout_floor: int | None = None
     pricing_exclusion: str | None = None
+    # Whether `count_encoding` is the seller's own tokenizer (domain/billing.py `tokenizer_exact`): what
+    # billing caps a report at. Derived from the fields above once, not per trade.
+    count_exact: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        exact = tokenizer_exact(
+            declared=self.encoding,
+            count_encoding=self.count_encoding,
+            upstream_model=self.upstream_model,
+            upstream_mapped=encoding_for_model(self.upstream_model),
+            market_mapped=encoding_for_model(self.model),
+        )
+        object.__setattr__(self, "count_exact", exact)
 
     @property
     def routable(self) -> bool:

@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 
-from dragonfly.domain.billing import Audit, Counted, Reported, bill, tokenizer_exact
+from dragonfly.domain.billing import Audit, Counted, Reported, bill
 from dragonfly.domain.ledger import Posting, trade_postings
 from dragonfly.domain.money import TradeCost, trade_cost
 from dragonfly.domain.trade_record import TradeRecord
 from dragonfly.gateway.snapshot import KeyInfo, ListingInfo
 from dragonfly.ids import now_ms
-from dragonfly.native.tokens import PreParsed, encoding_for_model
+from dragonfly.native.tokens import PreParsed
 
 # The usage audit's review threshold and the billing slack live in domain/billing.py.
 
@@ -62,15 +62,7 @@ def usage_from(
             cached=cached if isinstance(cached, int) and cached >= 0 else None,
             reasoning=reasoning if isinstance(reasoning, int) and reasoning > 0 else 0,
         )
-    exact = False
-    if listing is not None and request is not None:
-        exact = tokenizer_exact(
-            declared=listing.encoding,
-            count_encoding=listing.count_encoding,
-            upstream_model=listing.upstream_model,
-            upstream_mapped=encoding_for_model(listing.upstream_model),
-            market_mapped=encoding_for_model(listing.model),
-        )
+    exact = listing is not None and request is not None and listing.count_exact
     counted = Counted(
         prompt=prompt_counted,
         completion=completion_counted,

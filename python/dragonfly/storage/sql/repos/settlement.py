@@ -20,7 +20,7 @@ from typing import Any
 
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import Posting, check_balanced
-from dragonfly.ids import new_id
+from dragonfly.ids import line_id, new_id
 from dragonfly.storage.ports import Database, UniqueViolation
 from dragonfly.storage.sql.repos.trades import INSERT_TRADE, TradeRow, as_params
 
@@ -124,8 +124,8 @@ def fast_settlement_steps(batch: Batch) -> Steps:
             continue
         jid = new_id()
         journals.append((jid, trade.id, trade.settled_at))
-        for p in lines:
-            entries.append((jid, p.account, p.amount, trade.settled_at, new_id()))
+        for i, p in enumerate(lines):
+            entries.append((jid, p.account, p.amount, trade.settled_at, line_id(jid, i)))
             balances[p.account] = balances.get(p.account, 0) + p.amount
         if trade.cost_micros > 0:
             k = (trade.key_id, month_of(trade.created_at))
@@ -153,7 +153,9 @@ def settlement_steps(batch: Batch) -> Steps:
             continue
         jid = new_id()
         journals.append((jid, trade.id, trade.settled_at))
-        entries.extend((jid, p.account, p.amount, trade.settled_at, new_id()) for p in lines)
+        entries.extend(
+            (jid, p.account, p.amount, trade.settled_at, line_id(jid, i)) for i, p in enumerate(lines)
+        )
         balances.extend((jid, p.account, p.amount) for p in lines)
         if trade.cost_micros > 0:
             spend.append((jid, trade.key_id, month_of(trade.created_at), trade.cost_micros))
