@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the system programs the test suite needs exist: redis-server, the PostgreSQL server
-# binaries (initdb, pg_ctl, postgres, psql, pg_isready) and nginx (`nginx -t` on deploy/nginx.conf, and
-# the load balancer tests/e2e/test_deploy_topology.py runs itself). As root, missing ones are installed
-# with apt (binaries only: no Debian cluster is created or started); otherwise prints what to install and
-# fails.
+# binaries (initdb, pg_ctl, postgres, psql, pg_isready), nginx (`nginx -t` on deploy/nginx.conf, and
+# the load balancer tests/e2e/test_deploy_topology.py runs itself) and chromium (the headless browser
+# that Playwright drives in tests/e2e/test_dashboard.py; Playwright never downloads one). As root,
+# missing ones are installed with apt (binaries only: no Debian cluster is created or started);
+# otherwise prints what to install and fails.
 # Idempotent, and instant when everything is present.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # /usr/sbin is not on every non-root PATH.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 for bin in initdb pg_ctl postgres psql pg_isready; do
   if ! have_pg_bin "$bin"; then
     missing+=(postgresql)
@@ -29,7 +31,7 @@ done
 command -v cargo >/dev/null 2>&1 || { echo "ensure-system-deps: cargo not found; install Rust (https://rustup.rs)" >&2; exit 1; }
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system dependencies present (redis-server, PostgreSQL binaries, nginx, cargo)"
+  echo "system dependencies present (redis-server, PostgreSQL binaries, nginx, chromium, cargo)"
   exit 0
 fi
 

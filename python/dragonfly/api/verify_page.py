@@ -7,6 +7,8 @@ a relative URL, so a public URL with a path prefix works too) and shows the answ
 the link's fragment, which a browser never sends to a server: no access log, proxy or `Referer` header
 holds it, and the page takes it out of the address bar and history as soon as it has read it.
 
+Once verified, the page offers a link to the dashboard's login (`./#/login`, beside the page: api/dashboard/).
+
 One self-contained page, no external resource; its script and style are allowed by their hashes, and
 nothing from the request is ever written into it (the text it shows is set with `textContent`).
 """
@@ -28,6 +30,9 @@ h1 { font-size: 1.4rem; }
 button { font: inherit; padding: .5rem 1.1rem; border-radius: 4px; border: 1px solid #2a4f9b;
          background: #2a4f9b; color: #fff; cursor: pointer; }
 button:disabled { opacity: .55; cursor: default; }
+a.button { display: inline-block; padding: .5rem 1.1rem; border-radius: 4px; background: #2a4f9b; color: #fff;
+           text-decoration: none; }
+a[hidden] { display: none; }
 .done { color: #1a6b2f; } .failed { color: #a11a1a; }
 """
 
@@ -66,7 +71,8 @@ _SCRIPT = """
     }
     if (answer.ok) {
       button.hidden = true;
-      show("Your email address is confirmed. You can close this page and log in.", "done");
+      show("Your email address is verified: your account is confirmed. Log in to start.", "done");
+      document.getElementById("login").hidden = false;
       return;
     }
     let message = "HTTP " + answer.status;
@@ -98,6 +104,7 @@ VERIFY_HTML = f"""<!doctype html>
 <h1>Confirm your email address</h1>
 <p id="status">Loading&hellip;</p>
 <p><button id="confirm" type="button" hidden>Confirm my email address</button></p>
+<p><a id="login" class="button" href="./#/login" hidden>Log in</a></p>
 <noscript><p>This page needs JavaScript. Without it, send the token from the mail to
 <code>POST /api/auth/verify</code> as <code>{{"token": "&hellip;"}}</code>.</p></noscript>
 <script>{_SCRIPT}</script>
