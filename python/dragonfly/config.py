@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -19,6 +20,28 @@ _TRUE = {"1", "true", "yes", "on"}
 def _env_bool(env: dict[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     return default if raw is None else raw.strip().lower() in _TRUE
+
+
+class Rate(NamedTuple):
+    """At most `limit` events per `window_s` seconds; `limit == 0` is no limit. Written `5/15m`."""
+
+    limit: int
+    window_s: int
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.window_s}s" if self.limit else "off"
+
+
+OFF = Rate(0, 0)
+_RATE = re.compile(r"^(\d+)\s*/\s*(\d*)\s*([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_LOOPBACK = ("127.0.0.1", "::1")
+# Defaults of the abuse limits (Settings.limit_*).
+LOGIN_PER_ADDRESS = Rate(20, 60)
+LOGIN_FAILURES_PER_EMAIL = Rate(5, 900)
+SIGNUP_PER_ADDRESS = Rate(5, 3600)
+VERIFY_PER_ADDRESS = Rate(20, 60)
+AUTH_FAILURES_PER_ADDRESS = Rate(30, 60)
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,25 @@ class Settings:
     pricing_period_s: float = 60.0  # how often the control plane re-prices listings from the market
     usage_audit_period_s: float = 15.0  # how often the market-relative usage audit reads new trades
     trial_credit_micros: int = 100_000  # $0.10
+    # Abuse limits on the account surface (services/abuse.py, services/trial.py; docs/operator.md "Abuse
+    # limits"): per client address (IPv6 by its /64) unless the address is exempt, and per email for
+    # failed logins (then 429 until the window ends); `OFF` = no limit. Login attempts are counted before
+    # the password is checked; auth failures are bad credentials on the authenticated routes.
+    limit_login_per_address: Rate = LOGIN_PER_ADDRESS
+    limit_login_failures_per_email: Rate = LOGIN_FAILURES_PER_EMAIL
+    limit_signup_per_address: Rate = SIGNUP_PER_ADDRESS
+    limit_verify_per_address: Rate = VERIFY_PER_ADDRESS
+    limit_auth_failures_per_address: Rate = AUTH_FAILURES_PER_ADDRESS
+    # Client addresses (and CIDR ranges) the per-address limits and the per-address trial quota skip.
+    limit_exempt_addresses: tuple[str, ...] = _LOOPBACK
+    # Peers (addresses or CIDR ranges) whose `X-Forwarded-For` the control plane believes: the data plane
+    # of `serve` (loopback) and, in production, the proxy in front of the control plane.
+    control_trusted_proxies: tuple[str, ...] = _LOOPBACK
+    # The trial credit's daily quotas (UTC days; 0 = no limit): grants per signup address, grants per
+    # email domain, micro-USD granted platform-wide.
+    trial_per_address_per_day: int = 3
+    trial_per_domain_per_day: int = 0
+    trial_daily_total_micros: int = 100_000_000  # $100
     # Sessions.
     jwt_ttl_s: int = 3600
     # Data plane.
@@ -68,6 +110,15 @@ class Settings:
     # Drain (gateway/drain.py): on SIGTERM a worker stops taking requests and gives those in flight this
     # long to finish; then it ends the rest (streams with an error event), settles them and exits.
     drain_timeout_s: float = 25.0
+    # Hostile clients (`serve` hands the first and third to Granian, which enforces them; the data plane
+    # itself enforces the second): the whole request head must arrive within `http_header_timeout_s` of
+    # the connection opening or of the previous answer (so it is also the idle keep-alive limit), the
+    # whole body within `http_body_timeout_s` (408), and each worker holds at most `max_connections`
+    # open connections (Granian's --backpressure; 0: max(4096 / workers, 2 x max_inflight)), the next
+    # ones waiting in the accept queue.
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    max_connections: int = 0
     workers: int = 1
     log_level: str = "info"
     # `json` (one object per line) or `text` (`time LEVEL logger message`), for every dragonfly process.
@@ -132,6 +183,20 @@ class Settings:
             "max_inflight": _at_least(
                 1, "DRAGONFLY_MAX_INFLIGHT", int(e.get("DRAGONFLY_MAX_INFLIGHT", base.max_inflight))
             ),
+            "http_header_timeout_s": _between(
+                0.001,
+                60.0,
+                "DRAGONFLY_HTTP_HEADER_TIMEOUT_S",
+                float(e.get("DRAGONFLY_HTTP_HEADER_TIMEOUT_S", base.http_header_timeout_s)),
+            ),
+            "http_body_timeout_s": _at_least(
+                0.001,
+                "DRAGONFLY_HTTP_BODY_TIMEOUT_S",
+                float(e.get("DRAGONFLY_HTTP_BODY_TIMEOUT_S", base.http_body_timeout_s)),
+            ),
+            "max_connections": _at_least(
+                0, "DRAGONFLY_MAX_CONNECTIONS", int(e.get("DRAGONFLY_MAX_CONNECTIONS", base.max_connections))
+            ),
             "drain_timeout_s": _at_least(
                 0,
                 "DRAGONFLY_DRAIN_TIMEOUT_S",
@@ -144,6 +209,7 @@ class Settings:
             "metrics_dir": e.get("PROMETHEUS_MULTIPROC_DIR") or None,
             "failpoint": e.get("DRAGONFLY_FAILPOINT") or None,
             **_health_env(e, base),
+            **_abuse_env(e, base),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(base, **values).resolved()
@@ -184,6 +250,12 @@ _N = TypeVar("_N", int, float)
 def _at_least(low: _N, name: str, value: _N) -> _N:
     if value < low:
         raise ValueError(f"{name} must be at least {low}, not {value}")
+    return value
+
+
+def _between(low: float, high: float, name: str, value: float) -> float:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, not {value}")
     return value
 
 
@@ -229,6 +301,63 @@ def _health_env(env: dict[str, str], base: Settings) -> dict[str, Any]:
     for name, var in _HEALTH_ENV.items():
         default = getattr(base, name)
         out[name] = type(default)(env.get(var, default))
+    return out
+
+
+def parse_rate(name: str, raw: str) -> Rate:
+    """`N/W`: at most N events per window W, a number with an optional unit s, m, h or d (`5/15m`,
+    `20/60`, `3/h`); `0` or `off` is no limit. Anything else raises ValueError (the process stops)."""
+    text = raw.strip().lower()
+    if text in ("0", "off"):
+        return OFF
+    match = _RATE.match(text)
+    window_s = int(match.group(2) or 1) * _UNIT_S[match.group(3)] if match else 0
+    if match is None or int(match.group(1)) < 1 or not 1 <= window_s <= 7 * 86400:
+        raise ValueError(f"{name} must be N/window (such as 5/15m, 20/60s) or off, not {raw!r}")
+    return Rate(int(match.group(1)), window_s)
+
+
+def parse_networks(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR ranges, each checked (ValueError names the variable)."""
+    out = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for item in out:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{name}: {item!r} is not an IP address or CIDR range") from None
+    return out
+
+
+_ABUSE_RATES = {
+    "limit_login_per_address": "DRAGONFLY_LIMIT_LOGIN_PER_ADDRESS",
+    "limit_login_failures_per_email": "DRAGONFLY_LIMIT_LOGIN_FAILURES_PER_EMAIL",
+    "limit_signup_per_address": "DRAGONFLY_LIMIT_SIGNUP_PER_ADDRESS",
+    "limit_verify_per_address": "DRAGONFLY_LIMIT_VERIFY_PER_ADDRESS",
+    "limit_auth_failures_per_address": "DRAGONFLY_LIMIT_AUTH_FAILURES_PER_ADDRESS",
+}
+_ABUSE_NETWORKS = {
+    "limit_exempt_addresses": "DRAGONFLY_LIMIT_EXEMPT_ADDRESSES",
+    "control_trusted_proxies": "DRAGONFLY_CONTROL_TRUSTED_PROXIES",
+}
+_TRIAL_COUNTS = {
+    "trial_per_address_per_day": "DRAGONFLY_TRIAL_PER_ADDRESS_PER_DAY",
+    "trial_per_domain_per_day": "DRAGONFLY_TRIAL_PER_DOMAIN_PER_DAY",
+    "trial_daily_total_micros": "DRAGONFLY_TRIAL_DAILY_TOTAL_MICROS",
+}
+
+
+def _abuse_env(env: dict[str, str], base: Settings) -> dict[str, Any]:
+    """The account-surface limits and the trial-credit quotas; a variable set to an empty value is an
+    empty list (networks) or no limit."""
+    out: dict[str, Any] = {}
+    for name, var in _ABUSE_RATES.items():
+        raw = env.get(var)
+        out[name] = getattr(base, name) if raw is None else parse_rate(var, raw or "off")
+    for name, var in _ABUSE_NETWORKS.items():
+        raw = env.get(var)
+        out[name] = getattr(base, name) if raw is None else parse_networks(var, raw)
+    for name, var in _TRIAL_COUNTS.items():
+        out[name] = _at_least(0, var, int(env.get(var) or getattr(base, name)))
     return out
 
 

@@ -8,6 +8,7 @@ DragonflyError
  ├── PermissionDenied          403 permission_denied
  ├── NotFound                  404 not_found
  ├── ModelNotFound             404 model_not_found
+ ├── RequestTimeout            408 request_timeout        (connection: close)
  ├── Conflict                  409 conflict
  ├── RequestTooLarge           413 request_too_large
  ├── InsufficientBalance       402 insufficient_balance   (x-should-retry: false)
@@ -77,6 +78,17 @@ class NotFound(DragonflyError):
 
 class ModelNotFound(DragonflyError):
     status, type, code = 404, "invalid_request_error", "model_not_found"
+
+
+class RequestTimeout(DragonflyError):
+    """The request body did not arrive within its deadline (gateway/http.py `read_body`). The connection
+    is closed after the answer: the rest of that body must not be read as a next request."""
+
+    status, type, code = 408, "invalid_request_error", "request_timeout"
+
+    def __init__(self, message: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.headers.setdefault("connection", "close")
 
 
 class Conflict(DragonflyError):

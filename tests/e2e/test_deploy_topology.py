@@ -185,6 +185,11 @@ def test_key_ip_lists_see_the_client_through_the_proxy(deploy: Callable[..., Dep
     # The page the verification mail links to is the control plane's, through the balancer.
     page = requests.get(f"{origin}/verify", timeout=10)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # So is the dashboard, its page and its files.
+    for path, kind in (("/", "text/html"), ("/dashboard/js/app.js", "text/javascript")):
+        page = requests.get(f"{origin}{path}", timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith(kind), path
+        assert "script-src 'self'" in page.headers["content-security-policy"]
 
     # A change through the balancer's /api/ route (straight to the control plane) reaches both gateways.
     login = requests.post(

@@ -4,7 +4,7 @@ flight that ends before the deadline completes; at the deadline a slower stream 
 OpenAI-shaped error event and a non-streamed request still waiting for its seller gets a 503, both
 settled (the stream's delivered part billed, no hold left, `dragonfly admin check-ledger` passes); and
 the whole process tree is gone within the deadline plus a small margin, even with an idle keep-alive
-connection and a client connection that sent half a request head (which Granian alone would wait ~30 s
+connection and a client connection that sent half a request head (which Granian alone would wait ~10 s
 for)."""
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def test_nothing_in_flight_exits_at_once_despite_idle_and_half_open_connections(
     while alive := [p for p in tree if _running(p)]:
         assert time.monotonic() < deadline, f"outlived serve: {alive}"
         time.sleep(0.05)
-    # Granian alone keeps the half-open connection until its 30 s header timeout.
+    # Granian alone keeps the half-open connection until the header deadline (10 s by default).
     assert exited_after < MARGIN_S, (exited_after, serve.describe())
     for sock in (idle, half_open, silent):
         sock.close()

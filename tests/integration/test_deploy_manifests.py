@@ -47,6 +47,7 @@ from support.deploy import (
     render_nginx,
 )
 
+from dragonfly.cli.serve import granian_http_args
 from dragonfly.config import Settings
 
 # The oldest Kubernetes minor the manifests are checked against, and the newest the package knows.
@@ -134,6 +135,7 @@ def test_compose_wires_the_production_shape() -> None:
     drain = float(env["DRAGONFLY_DRAIN_TIMEOUT_S"])
     nginx_quit = nginx_seconds(_nginx().one("worker_shutdown_timeout").args[0])  # type: ignore[union-attr]
     assert _accepts_past_the_inflight_limit(gateway["command"], env)
+    assert _http_as_serve(gateway["command"])  # k8s and the image run the same command
     kill = _kill_timeout(gateway["command"])
     assert drain < kill < compose_seconds(gateway["stop_grace_period"])
     assert drain < nginx_quit < compose_seconds(proxy["stop_grace_period"])
@@ -199,6 +201,13 @@ def _accepts_past_the_inflight_limit(argv: list[str], env: dict[str, str]) -> bo
     limit, as `dragonfly serve` sets it: past the limit a request is answered 503, not left unaccepted."""
     limit = int(env.get("DRAGONFLY_MAX_INFLIGHT", Settings().max_inflight))
     return int(argv[argv.index("--backpressure") + 1]) >= 2 * limit
+
+
+def _http_as_serve(argv: list[str]) -> bool:
+    """The HTTP flags `dragonfly serve` passes with the default settings: HTTP/1 only, the header-read
+    deadline (also the idle keep-alive limit) and the buffer that bounds request heads."""
+    flags = granian_http_args(Settings())
+    return all(argv[argv.index(f) + 1] == v for f, v in zip(flags[::2], flags[1::2], strict=True))
 
 
 def _workers_apart(argv: list[str]) -> list[str]:
@@ -384,7 +393,8 @@ def test_nginx_settings_agree_with_the_gateway() -> None:
         == int(_env("gateway")["DRAGONFLY_MAX_BODY_BYTES"])
         == int(gateway_k8s["DRAGONFLY_MAX_BODY_BYTES"])
     )
-    assert server.one("error_page").args == ["413", "=", "@request_too_large"]  # type: ignore[union-attr]
+    error_pages = {d.args[0]: d.args[1:] for d in server.all("error_page")}
+    assert error_pages["413"] == ["=", "@request_too_large"]
     named = next(loc for loc in server.all("location") if loc.args == ["@request_too_large"])
     status, body = named.one("return").args  # type: ignore[union-attr]
     error = json.loads(body)["error"]
@@ -410,16 +420,40 @@ def test_nginx_settings_agree_with_the_gateway() -> None:
     # /metrics is per instance: not through the balancer.
     metrics = next(loc for loc in server.all("location") if loc.args == ["=", "/metrics"])
     assert metrics.one("return").args == ["404"]  # type: ignore[union-attr]
-    # Idle upstream connections close before Granian's own idle limit (its header-read timeout, 30 s).
-    assert nginx_seconds(upstreams["gateway"].one("keepalive_timeout").args[0]) < 30  # type: ignore[union-attr]
+    # Idle upstream connections close before the gateway's own idle limit (its header-read timeout).
+    command = load_compose()["services"]["gateway"]["command"]
+    idle_s = int(command[command.index("--http1-header-read-timeout") + 1]) / 1000
+    assert nginx_seconds(upstreams["gateway"].one("keepalive_timeout").args[0]) < idle_s  # type: ignore[union-attr]
+    # Towards clients: the gateway's deadlines, and a cap per client address (which the gateway cannot
+    # count behind nginx) answered with an OpenAI-shaped 429.
+    assert nginx_seconds(http.one("client_header_timeout").args[0]) == idle_s  # type: ignore[union-attr]
+    assert nginx_seconds(http.one("client_body_timeout").args[0]) == Settings().http_body_timeout_s  # type: ignore[union-attr]
+    assert nginx_seconds(http.one("keepalive_timeout").args[0]) <= idle_s  # type: ignore[union-attr]
+    zone = http.one("limit_conn_zone").args  # type: ignore[union-attr]
+    assert zone[0] == "$binary_remote_addr"
+    assert server.one("limit_conn").args[0] == zone[1].removeprefix("zone=").split(":")[0]  # type: ignore[union-attr]
+    assert http.one("limit_conn_status").args == ["429"]  # type: ignore[union-attr]
+    assert error_pages["429"] == ["=", "@too_many_connections"]
+    too_many = next(loc for loc in server.all("location") if loc.args == ["@too_many_connections"])
+    status, body = too_many.one("return").args  # type: ignore[union-attr]
+    assert status == "429" and json.loads(body)["error"]["code"] == "rate_limited"
     # Paths the control plane owns go to it, as the gateway's own pass-through list says.
     control_paths = {loc.args[-1] for loc in proxied if loc.one("proxy_pass").args[0] == "http://control"}  # type: ignore[union-attr]
     from dragonfly.gateway.app import _control_owned
 
     for path in control_paths:  # ones the gateway would also pass on (everything outside /v1/ is)
         assert _control_owned(path) or not path.startswith("/v1/"), path
-    for path in ("/api/keys", "/v1/pool/keys", "/v1/market/listings", "/v1/pool", "/v1/market", "/verify"):
-        assert any(path == p or (p.endswith("/") and path.startswith(p)) for p in control_paths), path
+    control = [loc.args for loc in proxied if loc.one("proxy_pass").args[0] == "http://control"]  # type: ignore[union-attr]
+    exact = {args[-1] for args in control if args[0] == "="}
+    prefixes = {args[-1] for args in control if len(args) == 1}
+    paths = ("/api/keys", "/v1/pool/keys", "/v1/market/listings", "/v1/pool", "/v1/market", "/verify")
+
+    def to_control(path: str) -> bool:
+        return path in exact or any(path.startswith(p) for p in prefixes)
+
+    for path in (*paths, "/", "/dashboard/js/app.js"):  # the dashboard's page and files, too
+        assert to_control(path), path
+    assert not to_control("/v1/chat/completions") and not to_control("/healthz")
 
 
 # -- the image -----------------------------------------------------------------------------------------

@@ -224,6 +224,9 @@ class Topology:
 # in the services' environment is changed.
 def _local_values(service: str, database_url: str, redis_url: str, control: str) -> dict[str, str]:
     values = {"DRAGONFLY_DATABASE_URL": database_url, "DRAGONFLY_REDIS_URL": redis_url}
+    if service == "control":
+        # nginx and the gateways connect from 127.0.0.1 here (from the edge network in compose).
+        values["DRAGONFLY_CONTROL_TRUSTED_PROXIES"] = LOOPBACK
     if service == "gateway":
         values |= {
             "DRAGONFLY_CONTROL_URL": control,

@@ -17,6 +17,7 @@ import jsonschema_rs
 import pytest
 
 from dragonfly.api.auth import Access
+from dragonfly.api.dashboard import DASHBOARD_PATH
 from dragonfly.api.docs_page import DOCS_HTML
 from dragonfly.api.openapi import DOCS_PATH, OPENAPI_PATH, build_document, openapi_path
 from dragonfly.api.routes import ROUTES, Route
@@ -84,7 +85,8 @@ def test_every_route_is_described_once_with_its_parameters_and_security() -> Non
     described = {(path, method) for path, method, _ in _operations()}
     routes = {(openapi_path(r.path), r.method.lower()) for r in ROUTES}
     assert len(routes) == len(ROUTES), "a route is in the table twice"
-    assert described == routes | {(OPENAPI_PATH, "get"), (DOCS_PATH, "get"), (VERIFY_PAGE_PATH, "get")}
+    pages = {(OPENAPI_PATH, "get"), (DOCS_PATH, "get"), (VERIFY_PAGE_PATH, "get"), (DASHBOARD_PATH, "get")}
+    assert described == routes | pages
     operation_ids = [op["operationId"] for _, _, op in _operations()]
     assert len(operation_ids) == len(set(operation_ids))
     for route in ROUTES:
@@ -102,7 +104,7 @@ def test_every_route_is_described_once_with_its_parameters_and_security() -> Non
             assert schemes <= set(DOC["components"]["securitySchemes"]) and schemes, route.path
             assert {"401", "403"} <= set(op["responses"]), route.path
         if route.access is Access.OPERATOR:
-            assert op["security"] == [{"session": ["operator"]}]
+            assert op["security"] == [{"session": ["operator"]}, {"sessionCookie": ["operator"]}]
         assert str(route.status) in op["responses"]
 
 

@@ -42,6 +42,11 @@ from dragonfly.services.upstream_urls import GuardedResolver, RefusedAddress
         ("::ffff:169.254.169.254", "metadata"),
         ("2002:7f00:1::", "loopback"),  # 6to4 wrapping 127.0.0.1
         ("2002:a00:1::", "private"),  # 6to4 wrapping 10.0.0.1
+        ("168.63.129.16", "metadata"),  # Azure WireServer (the stdlib calls it global)
+        ("192.0.0.192", "metadata"),  # Oracle Cloud, legacy
+        ("192.0.0.9", "reserved"),  # IETF protocol assignments (the stdlib calls it global)
+        ("fec0::1", "private"),  # IPv6 site-local (the stdlib calls it global)
+        ("64:ff9b::7f00:1", "reserved"),  # NAT64 of 127.0.0.1
     ],
 )
 def test_non_public_addresses_are_blocked_with_a_reason(address: str, reason: str) -> None:

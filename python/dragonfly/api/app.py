@@ -19,7 +19,7 @@ from robyn import Robyn
 from robyn.argument_parser import Config
 
 from dragonfly import logfmt
-from dragonfly.api import openapi, verify_page
+from dragonfly.api import dashboard, openapi, verify_page
 from dragonfly.api.context import AppState
 from dragonfly.api.http import after_request, endpoint
 from dragonfly.api.routes import ROUTES
@@ -29,8 +29,10 @@ from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.security.sessions import SessionTokens
 from dragonfly.services import health
+from dragonfly.services.abuse import AccountGuard
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.state.factory import make_state_store
+from dragonfly.storage.state.limits import make_rate_limiter
 from dragonfly.workers import pricing, reprobe, settlement, usage_audit
 
 log = logging.getLogger("dragonfly.api")
@@ -56,6 +58,7 @@ async def _startup(state: AppState) -> None:
     state.db_ = await open_database(settings.database_url)
     if settings.redis_url:
         state.holds = make_state_store(settings)
+    state.guard_ = AccountGuard(make_rate_limiter(settings), settings)
     period_s = settings.settlement_period_s
     # Earnings and reserve releases (workers/settlement.py); a bad reserve period stops the start.
     settlement.check_reserve_days(settings.reserve_release_days)
@@ -98,6 +101,9 @@ async def _shutdown(state: AppState) -> None:
     holds, state.holds = state.holds, None
     if holds is not None:
         await holds.close()
+    guard, state.guard_ = state.guard_, None
+    if guard is not None:
+        await guard.close()
 
 
 async def _terminate(state: AppState) -> None:
@@ -117,6 +123,7 @@ def build_app(settings: Settings) -> Robyn:
         app.add_route(route.method, route.path, endpoint(state, route.access, route.handler, name))
     openapi.add_routes(app)
     verify_page.add_route(app)  # the page the verification mail links to
+    dashboard.add_routes(app)  # `GET /` and its files under /dashboard/ (api/dashboard/)
     app.after_request()(after_request)
 
     async def startup() -> None:

@@ -14,11 +14,13 @@ from pydantic import BaseModel, ValidationError
 from robyn import Request
 
 from dragonfly.config import Settings
+from dragonfly.domain.abuse import client_address
 from dragonfly.errors import InvalidRequest, ServiceUnavailable
 from dragonfly.mail import Mailer
 from dragonfly.security.api_keys import KeyHasher
 from dragonfly.security.secretbox import SecretBox
 from dragonfly.security.sessions import SessionTokens
+from dragonfly.services.abuse import AccountGuard
 from dragonfly.storage.ports import Database
 from dragonfly.storage.state.ports import StateStore
 
@@ -38,6 +40,8 @@ class AppState:
     mailer: Mailer | None = None
     # The shared state store (Redis) when configured: the control plane reads holds from it.
     holds: StateStore | None = None
+    # The abuse limits of the account surface (services/abuse.py), counted in Redis when configured.
+    guard_: AccountGuard | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -45,6 +49,12 @@ class AppState:
         if self.db_ is None:
             raise ServiceUnavailable()
         return self.db_
+
+    @property
+    def guard(self) -> AccountGuard:
+        if self.guard_ is None:
+            raise ServiceUnavailable()
+        return self.guard_
 
     def crypto(self) -> tuple[KeyHasher, SessionTokens, SecretBox]:
         if self.hasher is None or self.sessions is None or self.box is None:
@@ -63,6 +73,13 @@ class AppState:
                 log.error("background job %s failed: %s", name, type(exc).__name__)
 
         task.add_done_callback(_done)
+
+
+def client_of(request: Request, settings: Settings) -> str:
+    """The client's address: the socket peer, or what a trusted proxy (the data plane, the load balancer)
+    forwarded in `X-Forwarded-For` (`DRAGONFLY_CONTROL_TRUSTED_PROXIES`)."""
+    forwarded = request.headers.get("x-forwarded-for")
+    return client_address(request.ip_addr, forwarded, settings.control_trusted_proxies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +107,10 @@ class Call:
     @property
     def account_id(self) -> str:
         return self.principal.account_id
+
+    @property
+    def client(self) -> str:
+        return client_of(self.request, self.state.settings)
 
     def path(self, name: str) -> str:
         return str(self.request.path_params[name])

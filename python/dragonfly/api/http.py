@@ -19,7 +19,7 @@ import orjson
 from robyn import Headers, Request, Response
 
 from dragonfly.api.auth import Access, authenticate, authorize
-from dragonfly.api.context import AppState, Call
+from dragonfly.api.context import AppState, Call, client_of
 from dragonfly.errors import DragonflyError, InternalError, NotFound, RequestTooLarge, ServiceUnavailable
 from dragonfly.storage.ports import DatabaseUnavailable
 
@@ -32,6 +32,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 class Reply:
     body: Any
     status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers; a name may repeat (set-cookie)
 
 
 Handler = Callable[[Call], Awaitable[Reply | dict[str, Any]]]
@@ -45,10 +46,11 @@ def request_id(headers: Headers) -> str:
 
 def json_response(status: int, body: Any, rid: str, extra: list[tuple[str, str]] | None = None) -> Response:
     headers = {"content-type": "application/json", "x-request-id": rid, "cache-control": "no-store"}
-    for name, value in extra or []:
-        headers[name] = value
     payload = b"" if status == 204 else orjson.dumps(body)
-    return Response(status_code=status, headers=headers, description=payload)
+    response = Response(status_code=status, headers=headers, description=payload)
+    for name, value in extra or []:
+        response.headers.append(name, value)  # a repeated name (set-cookie) keeps every value
+    return response
 
 
 def error_response(err: DragonflyError, rid: str) -> Response:
@@ -78,11 +80,16 @@ def endpoint(
                 raise RequestTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
             principal = None
             if access is not Access.PUBLIC:
-                principal = await authenticate(state, request.headers)
+                # Bad credentials count against the client's address (services/abuse.py).
+                principal = await state.guard.authenticate(
+                    client_of(request, state.settings),
+                    lambda: authenticate(state, request.headers, method=request.method),
+                    presented=bool(request.headers.get("authorization") or request.headers.get("cookie")),
+                )
                 authorize(principal, access)
             result = await fn(Call(state=state, request=request, principal_=principal, body_bytes=body))
             reply = result if isinstance(result, Reply) else Reply(result)
-            return json_response(reply.status, reply.body, rid)
+            return json_response(reply.status, reply.body, rid, list(reply.headers))
         except DragonflyError as err:
             return error_response(err, rid)
         except DatabaseUnavailable:

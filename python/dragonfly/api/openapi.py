@@ -26,9 +26,11 @@ from pydantic.json_schema import models_json_schema
 from robyn import Request, Response, Robyn
 
 from dragonfly.api.auth import Access
+from dragonfly.api.dashboard import DASHBOARD_PATH
 from dragonfly.api.docs_page import DOCS_HTML
 from dragonfly.api.http import MAX_BODY_BYTES, request_id
 from dragonfly.api.routes import ROUTES, Route
+from dragonfly.api.session_cookies import CSRF_HEADER, SESSION_COOKIE
 from dragonfly.errors import DragonflyError
 from dragonfly.services.accounts import VERIFY_PAGE_PATH
 
@@ -56,16 +58,27 @@ _TAG_TEXT = {
     "payouts.",
     "operator": "Operator routes: credits, listing suspension, routing weights, reference prices, trade "
     "reviews and payouts.",
-    "meta": "This description and its reader.",
+    "meta": "This description, its reader and the pages served beside the API (the dashboard, the "
+    "verification page).",
 }
 # Who may call: alternatives (any one suffices). For a bearer scheme, OpenAPI 3.1 lists required roles.
 _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     Access.PUBLIC: [],
-    Access.ANY: [{"session": []}, {"managementKey": []}],
-    Access.BUYER: [{"session": []}, {"managementKey": ["buyer"]}, {"managementKey": ["full"]}],
-    Access.SELLER: [{"session": []}, {"managementKey": ["seller"]}, {"managementKey": ["full"]}],
-    Access.KEY_ADMIN: [{"session": []}, {"managementKey": ["full"]}],
-    Access.OPERATOR: [{"session": ["operator"]}],
+    Access.ANY: [{"session": []}, {"sessionCookie": []}, {"managementKey": []}],
+    Access.BUYER: [
+        {"session": []},
+        {"sessionCookie": []},
+        {"managementKey": ["buyer"]},
+        {"managementKey": ["full"]},
+    ],
+    Access.SELLER: [
+        {"session": []},
+        {"sessionCookie": []},
+        {"managementKey": ["seller"]},
+        {"managementKey": ["full"]},
+    ],
+    Access.KEY_ADMIN: [{"session": []}, {"sessionCookie": []}, {"managementKey": ["full"]}],
+    Access.OPERATOR: [{"session": ["operator"]}, {"sessionCookie": ["operator"]}],
 }
 _SECURITY_SCHEMES = {
     "session": {
@@ -74,6 +87,15 @@ _SECURITY_SCHEMES = {
         "bearerFormat": "JWT",
         "description": "A dashboard session: `access_token` from `POST /api/auth/login`. Can do everything a "
         "`full` management key can, plus management-key CRUD; the `operator` role opens `/api/admin/*`.",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "The browser's session (the dashboard): the HttpOnly cookie `POST /api/auth/session` "
+        "sets, taken only when no `Authorization` header is sent. The same rights as `session`; every "
+        f"POST, PUT, PATCH or DELETE made with it must carry the session's CSRF token in `{CSRF_HEADER}` "
+        "(the `df_csrf` cookie, or `csrf_token` of the login answer), else 403 `permission_denied`.",
     },
     "managementKey": {
         "type": "http",
@@ -89,10 +111,12 @@ _STATUS_TEXT = {
     204: "No content",
     400: "Malformed JSON, an invalid field or parameter",
     401: "Missing, unknown, revoked or expired credentials",
-    403: "The credential's scope or role does not allow this route",
+    403: "The credential's scope or role does not allow this route, or a cookie session's change lacks its "
+    "CSRF token",
     404: "Not found, or not the caller's",
     409: "The object's state does not allow this change",
     413: f"The request body is larger than {MAX_BODY_BYTES} bytes",
+    429: "Too many attempts from this address or for this account (abuse limits); retry after `retry-after`",
     503: "Temporarily unavailable (the database); retry",
 }
 _REQUEST_ID_HEADER = {
@@ -154,7 +178,7 @@ def _error_statuses(route: Route) -> list[int]:
     of its inputs and method; `route.errors` adds what these rules cannot see (a login's 401)."""
     statuses = {404, 413, 503, *route.errors}
     if route.access is not Access.PUBLIC:
-        statuses |= {401, 403}
+        statuses |= {401, 403, 429}  # 429: too many bad credentials from the address (services/abuse.py)
     if route.body is not None or route.query or _PATH_PARAM.search(route.path):
         statuses.add(400)
     if route.method in _WRITES:
@@ -169,7 +193,7 @@ def _error_responses(codes: dict[int, list[str]]) -> dict[str, Any]:
             continue
         names = codes.get(status, [])
         headers: dict[str, Any] = {"x-request-id": _REQUEST_ID_HEADER}
-        if status == 503:
+        if status in (429, 503):
             headers["retry-after"] = {"description": "Seconds to wait.", "schema": {"type": "string"}}
         out[str(status)] = {
             "description": f"{text}. `code`: {', '.join(names)}." if names else f"{text}.",
@@ -242,11 +266,21 @@ def _operation(
 
 
 def _meta_paths() -> dict[str, Any]:
-    """The pages served beside the route table: the two of `add_routes` and the verification page
-    (api/verify_page.py)."""
+    """The pages served beside the route table: the two of `add_routes`, the verification page
+    (api/verify_page.py) and the dashboard (api/dashboard/)."""
     public: list[dict[str, list[str]]] = []
     html = {"text/html": {"schema": {"type": "string"}}}
     return {
+        DASHBOARD_PATH: {
+            "get": {
+                "operationId": "dashboard.page",
+                "summary": "The dashboard (api/dashboard/): sign up, log in, keys, usage, billing, models "
+                "and a playground, all through the documented API; its files are under `/dashboard/`.",
+                "tags": ["meta"],
+                "security": public,
+                "responses": {"200": _success(200, html)},
+            }
+        },
         VERIFY_PAGE_PATH: {
             "get": {
                 "operationId": "accounts.verify_page",

@@ -24,6 +24,7 @@ from dragonfly.api.handlers import (
     profiles,
     reference_prices,
     routing_admin,
+    session,
 )
 from dragonfly.api.http import Handler
 from dragonfly.api.params import (
@@ -64,10 +65,14 @@ class Route(NamedTuple):
 
 ROUTES: tuple[Route, ...] = (
     # Accounts
-    Route("POST", "/api/auth/signup", Access.PUBLIC, auth.signup, body=Signup, status=201),
-    Route("POST", "/api/auth/verify", Access.PUBLIC, auth.verify, body=Verify),
-    Route("POST", "/api/auth/login", Access.PUBLIC, auth.login, body=Login, errors=(401,)),
+    # 429: the abuse limits (services/abuse.py).
+    Route("POST", "/api/auth/signup", Access.PUBLIC, auth.signup, body=Signup, status=201, errors=(429,)),
+    Route("POST", "/api/auth/verify", Access.PUBLIC, auth.verify, body=Verify, errors=(429,)),
+    Route("POST", "/api/auth/login", Access.PUBLIC, auth.login, body=Login, errors=(401, 429)),
     Route("GET", "/api/auth/me", Access.ANY, auth.me),
+    # The browser's login and logout: cookies and a CSRF token (api/session_cookies.py).
+    Route("POST", "/api/auth/session", Access.PUBLIC, session.create, body=Login, errors=(401, 403, 429)),
+    Route("DELETE", "/api/auth/session", Access.PUBLIC, session.delete, status=204, errors=(403,)),
     # Buyer
     Route("POST", "/api/keys", Access.BUYER, keys.create, body=CreateKey, status=201),
     Route("GET", "/api/keys", Access.BUYER, keys.list_),

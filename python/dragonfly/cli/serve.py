@@ -38,10 +38,61 @@ BACKLOG = 4096
 # `--backpressure` (default: backlog / workers); kept well above the in-flight limit, so that past the
 # limit a request is accepted and answered 503 by the gateway instead of waiting in the accept queue.
 CONNECTIONS_PER_INFLIGHT = 2
+# Granian's HTTP/1 read buffer (its --http1-buffer-size; hyper's default is ~400 KiB). It also bounds the
+# request head: past ~40-60 KiB of request line and headers the answer is 431 before the app sees it.
+# Bodies are read in pieces of it and are not limited by it.
+HTTP1_BUFFER_BYTES = 32 * 1024
 
 
 def granian_backpressure(settings: Settings) -> int:
+    if settings.max_connections:
+        return settings.max_connections
     return max(BACKLOG // max(1, settings.workers), settings.max_inflight * CONNECTIONS_PER_INFLIGHT)
+
+
+def granian_http_args(settings: Settings) -> list[str]:
+    """How the data plane's HTTP server treats clients (README.md, Security). HTTP/1 only: with `auto`,
+    Granian waits for a connection's first bytes to pick a protocol with no deadline, so a client that
+    connects and sends nothing held its connection (and a --backpressure permit) for ever; with `1` the
+    header-read deadline runs from the moment the connection opens."""
+    return [
+        "--http",
+        "1",
+        "--http1-header-read-timeout",
+        str(max(1, round(settings.http_header_timeout_s * 1000))),
+        "--http1-buffer-size",
+        str(HTTP1_BUFFER_BYTES),
+    ]
+
+
+def gateway_command(settings: Settings) -> list[str]:
+    """The data plane as `serve` runs it: Granian with this product's limits (tests start it the same way)."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "rsgi",
+        "--factory",
+        "--no-ws",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--workers",
+        str(settings.workers),
+        "--backlog",
+        str(BACKLOG),
+        "--backpressure",
+        str(granian_backpressure(settings)),
+        *granian_http_args(settings),
+        "--workers-kill-timeout",
+        str(min(1800, math.ceil(settings.drain_timeout_s) + WORKER_KILL_MARGIN_S)),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "dragonfly.gateway.app:create_app",
+    ]
 
 
 def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -195,31 +246,7 @@ def serve(
             demo_key = asyncio.run(seed_demo(settings, seller_url))
         sup.start(
             "gateway",
-            [
-                sys.executable,
-                "-m",
-                "granian",
-                "--interface",
-                "rsgi",
-                "--factory",
-                "--no-ws",
-                "--host",
-                settings.host,
-                "--port",
-                str(settings.port),
-                "--workers",
-                str(settings.workers),
-                "--backlog",
-                str(BACKLOG),
-                "--backpressure",
-                str(granian_backpressure(settings)),
-                "--workers-kill-timeout",
-                str(min(1800, math.ceil(settings.drain_timeout_s) + WORKER_KILL_MARGIN_S)),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "dragonfly.gateway.app:create_app",
-            ],
+            gateway_command(settings),
             _child_env(settings, DRAGONFLY_CONTROL_URL=f"http://127.0.0.1:{control_port}"),
             settings.host,
             settings.port,

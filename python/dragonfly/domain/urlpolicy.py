@@ -19,8 +19,14 @@ METADATA_ADDRESSES = frozenset(
         ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
         ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
         ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("192.0.0.192"),  # Oracle Cloud (legacy)
+        # Azure's WireServer: a public-looking address every Azure VM reaches, which hands out the VM's
+        # extension settings (stdlib: global).
+        ipaddress.ip_address("168.63.129.16"),
     }
 )
+# IETF protocol assignments (RFC 6890): no seller lives here; the stdlib calls most of it global.
+_IETF_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
 _LOCAL_HOSTNAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
@@ -65,11 +71,13 @@ def blocked_reason(ip: IPAddress) -> str | None:
         return "loopback"
     if ip.is_link_local:
         return "link_local"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:  # fec0::/10: deprecated, still routed
+        return "private"
     if ip.is_multicast:
         return "multicast"
     if ip.is_private:
         return "private"
-    if ip.is_reserved:
+    if ip.is_reserved or ip in _IETF_PROTOCOL_ASSIGNMENTS:
         return "reserved"
     if not ip.is_global:
         return "non_public"

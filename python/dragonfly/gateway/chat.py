@@ -119,7 +119,7 @@ class Inference:
         trade = TradeState(request_id=request_id, key=key, model="", streamed=False)
         try:
             check_ip(key, client_ip(scope, headers, rt.settings.trusted_proxies))
-            body = await read_body(proto, headers, rt.settings.max_body_bytes)
+            body = await read_body(proto, headers, rt.settings.max_body_bytes, rt.body_deadlines)
             try:
                 pre = await _native_call(len(body), preparse_request, body)
             except NativeError as exc:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from dragonfly.errors import ServiceUnavailable
+from dragonfly.gateway.auth import client_ip
 from dragonfly.gateway.http import read_body
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        # The body is read whole before it is forwarded: an expectation was met here, not by the next hop.
+        "expect",
+        "proxy-connection",
     }
 )
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -58,11 +62,13 @@ class ControlPlaneClient:
 
 
 async def forward(rt: Runtime, scope: Any, proto: Any, request_id: str, control_url: str) -> None:
-    body = await read_body(proto, scope.headers, _MAX_FORWARD)
+    body = await read_body(proto, scope.headers, _MAX_FORWARD, rt.body_deadlines)
     headers = {k: v for k, v in scope.headers.items() if k.lower() not in _HOP_BY_HOP}
     headers["x-request-id"] = request_id
-    peer = (scope.client or "").rsplit(":", 1)[0]
-    headers["x-forwarded-for"] = peer
+    # The client as this plane sees it (behind its trusted proxies), replacing whatever the client sent:
+    # the control plane believes it from trusted peers (DRAGONFLY_CONTROL_TRUSTED_PROXIES, loopback by
+    # default) and counts its abuse limits by it.
+    headers["x-forwarded-for"] = client_ip(scope, scope.headers, rt.settings.trusted_proxies)
     url = control_url + scope.path + (f"?{scope.query_string}" if scope.query_string else "")
     # Read-your-writes: usage, balances and trade lists behind this call see every trade already answered.
     await rt.settler.flush()

@@ -12,6 +12,7 @@ from dragonfly.gateway.activity import RoutingActivity
 from dragonfly.gateway.auth import KeyResolver
 from dragonfly.gateway.changes import ChangeListener
 from dragonfly.gateway.health import HealthTracker
+from dragonfly.gateway.http import BodyDeadlines
 from dragonfly.gateway.proxy import ControlPlaneClient
 from dragonfly.gateway.routing import Router
 from dragonfly.gateway.settlement import SettlementWriter
@@ -55,6 +56,8 @@ class Runtime:
             policy_from(settings), lambda: self._snapshot, lambda: self._db, self.reload_snapshot
         )
         self.upstream = UpstreamClient(settings)
+        # The request-body deadline (gateway/http.py `read_body`), one sweep task per worker.
+        self.body_deadlines = BodyDeadlines(settings.http_body_timeout_s)
         self.control = ControlPlaneClient()
         # In-process, or Redis when configured; accounts it does not know yet are seeded on first touch.
         self.state: StateStore = make_state_store(settings)
@@ -102,6 +105,9 @@ class Runtime:
         self.health.start()
         self.telemetry.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._poll(), name="snapshot-poll"))
+        self._tasks.append(
+            asyncio.get_running_loop().create_task(self.body_deadlines.run(), name="body-deadlines")
+        )
 
     def _settlement_log(self) -> SettlementLog | None:
         """The embedded default makes a local log its durable point (gateway/settlement.py): one worker

@@ -2,8 +2,10 @@
 
 Seller base URLs are checked again at connect time (ARCHITECTURE.md, invariant 7): resolved addresses that are
 loopback, private, link-local or metadata are refused unless the operator allows private upstreams, so a
-DNS answer that changed after registration cannot reach them. Redirects are never followed (a 3xx is
-just a non-200 answer).
+DNS answer that changed after registration cannot reach them. The connection goes to the checked address
+itself, never to the name again (a second lookup could answer something else: DNS rebinding); the lookup
+is the one every seller connection uses (`services.upstream_urls.resolve`). Redirects are never followed
+(a 3xx is just a non-200 answer).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import socket
 import ssl
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from dragonfly.gateway.h1 import (
     body_framing,
     parse_head,
 )
+from dragonfly.services import upstream_urls
 
 __all__ = [
     "UpstreamBroken",
@@ -215,11 +217,9 @@ class UpstreamClient:
         cached = self._dns.get((host, port))
         if cached is not None and cached[0] > now:
             return cached[1]
-        try:
-            infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise UpstreamConnectError(type(exc).__name__) from None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        addresses = await upstream_urls.resolve(host, port)
+        if not addresses:
+            raise UpstreamConnectError("upstream host does not resolve")
         if not allow_private:
             addresses = [a for a in addresses if not is_forbidden_address(a)]
             if not addresses:

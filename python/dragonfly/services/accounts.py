@@ -11,15 +11,14 @@ import secrets
 from typing import Any
 
 from dragonfly.config import Settings, public_base_url
-from dragonfly.domain.ledger import EXTERNAL_TRIAL, credit_postings
 from dragonfly.errors import Conflict, InvalidCredentials, InvalidRequest, NotFound
 from dragonfly.ids import new_id, now_ms
 from dragonfly.mail import Mailer
 from dragonfly.security.passwords import hash_password, verify_password
 from dragonfly.security.sessions import SessionTokens
+from dragonfly.services import trial
 from dragonfly.storage.ports import Database, UniqueViolation
 from dragonfly.storage.sql.repos import accounts as repo
-from dragonfly.storage.sql.repos.ledger import post_journal
 
 log = logging.getLogger("dragonfly.accounts")
 
@@ -58,6 +57,7 @@ def public_account(row: dict[str, Any]) -> dict[str, Any]:
         "email": row["email"],
         "email_verified": bool(row["email_verified"]),
         "roles": list(row["roles"]),
+        "trial_credit_granted": bool(row["trial_granted"]),
     }
 
 
@@ -117,11 +117,13 @@ def _verification_text(settings: Settings, token: str) -> str:
 
 
 async def signup(
-    db: Database, mailer: Mailer, settings: Settings, *, email: str, password: str
+    db: Database, mailer: Mailer, settings: Settings, *, email: str, password: str, client: str | None = None
 ) -> dict[str, Any]:
+    """`client`: the caller's address, kept (as a digest) for the trial credit's per-address quota."""
     account_id = await create_account(db, email=email, password=password, verified=False, roles=[])
     token = secrets.token_urlsafe(32)
     async with db.transaction() as tx:
+        await trial.record_origin(tx, settings, account_id=account_id, client=client, now=now_ms())
         await repo.insert_email_token(
             tx,
             token_hash=token_hash(token),
@@ -139,8 +141,11 @@ async def signup(
     return {"id": account_id, "email": address, "email_verified": False}
 
 
-async def verify_email(db: Database, settings: Settings, *, token: str) -> dict[str, Any]:
-    """Consume a verification token; the first verification grants the trial credit, in one transaction."""
+async def verify_email(
+    db: Database, settings: Settings, *, token: str, client: str | None = None
+) -> dict[str, Any]:
+    """Consume a verification token; the first verification may grant the trial credit (services/trial.py
+    says when), in the same transaction."""
     now = now_ms()
     async with db.transaction() as tx:
         account_id = await repo.consume_email_token(
@@ -149,16 +154,8 @@ async def verify_email(db: Database, settings: Settings, *, token: str) -> dict[
         if account_id is None:
             raise InvalidRequest("The verification token is invalid, expired or already used.", param="token")
         await repo.mark_verified(tx, account_id)
-        if settings.trial_credit_micros > 0 and await repo.claim_trial(tx, account_id):
-            await post_journal(
-                tx,
-                kind="trial_credit",
-                ref=account_id,
-                postings=credit_postings(account_id, settings.trial_credit_micros, EXTERNAL_TRIAL),
-                now=now,
-                memo="Trial credit",
-            )
-    return {"email_verified": True}
+        granted = await trial.grant(tx, settings, account_id=account_id, client=client, now=now)
+    return {"email_verified": True, "trial_credit_granted": granted}
 
 
 async def login(db: Database, sessions: SessionTokens, *, email: str, password: str) -> dict[str, Any]:

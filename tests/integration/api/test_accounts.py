@@ -23,14 +23,22 @@ def test_signup_verify_grants_trial_credit_once_and_login_works(api: ControlPlan
 
     session = api.login("alice@example.com")
     me = api.call("GET", "/api/auth/me", session).json()
-    assert me == {"id": account["id"], "email": "alice@example.com", "email_verified": False, "roles": []}
+    assert me == {
+        "id": account["id"],
+        "email": "alice@example.com",
+        "email_verified": False,
+        "roles": [],
+        "trial_credit_granted": False,
+    }
     assert api.call("GET", "/api/billing/balance", session).json()["balance_usd"] == "0.000000"
 
     verified = api.call("POST", "/api/auth/verify", json={"token": token})
-    assert verified.status_code == 200 and verified.json() == {"email_verified": True}
+    assert verified.status_code == 200
+    assert verified.json() == {"email_verified": True, "trial_credit_granted": True}
     assert_error(api.call("POST", "/api/auth/verify", json={"token": token}), 400, "invalid_request")
 
-    assert api.call("GET", "/api/auth/me", session).json()["email_verified"] is True
+    me = api.call("GET", "/api/auth/me", session).json()
+    assert me["email_verified"] is True and me["trial_credit_granted"] is True
     balance = api.call("GET", "/api/billing/balance", session).json()
     assert balance == {"balance_usd": "0.100000", "held_usd": "0.000000", "available_usd": "0.100000"}
     txs = api.call("GET", "/api/billing/transactions", session).json()
