@@ -20,6 +20,7 @@ from robyn import Headers, Request, Response
 
 from dragonfly.api.auth import Access, authenticate, authorize
 from dragonfly.api.context import AppState, Call, client_of
+from dragonfly.api.session_cookies import SESSION_COOKIE, read_cookies
 from dragonfly.errors import DragonflyError, InternalError, NotFound, RequestTooLarge, ServiceUnavailable
 from dragonfly.storage.ports import DatabaseUnavailable
 
@@ -84,7 +85,11 @@ def endpoint(
                 principal = await state.guard.authenticate(
                     client_of(request, state.settings),
                     lambda: authenticate(state, request.headers, method=request.method),
-                    presented=bool(request.headers.get("authorization") or request.headers.get("cookie")),
+                    # A browser's unrelated or stale cookies are not credentials; the session cookie is.
+                    presented=bool(
+                        request.headers.get("authorization")
+                        or read_cookies(request.headers).get(SESSION_COOKIE)
+                    ),
                 )
                 authorize(principal, access)
             result = await fn(Call(state=state, request=request, principal_=principal, body_bytes=body))
