@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
@@ -27,7 +28,17 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     host = args.host or settings.host
     port = args.port if args.port is not None else (settings.control_port or settings.port)
+    # Migrate before the port opens: Robyn listens before its startup handler has run, and whoever waits
+    # for the port (serve, a test, a readiness probe) must find the schema in place.
+    asyncio.run(_migrate(settings.database_url))
     build_app(settings).start(host=host, port=port, _check_port=False)
+
+
+async def _migrate(url: str) -> None:
+    from dragonfly.storage.sql.connect import open_database
+
+    db = await open_database(url)
+    await db.close()
 
 
 if __name__ == "__main__":
