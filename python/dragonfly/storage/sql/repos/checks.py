@@ -110,12 +110,17 @@ async def trade_journal_mismatches(db: Executor, limit: int) -> list[Row]:
     )
 
 
-async def orphan_trade_journals(db: Executor, limit: int) -> list[Row]:
+async def _orphan_journals(db: Executor, kinds: str, table: str, key: str, limit: int) -> list[Row]:
+    """Journals of `kinds` (an SQL list of literals) whose ref names no row of `table`.`key`."""
     return await db.fetch_all(
-        "SELECT j.id, j.ref FROM journals j LEFT JOIN trades t ON t.id = j.ref"
-        " WHERE j.kind = 'trade' AND t.id IS NULL ORDER BY j.id LIMIT $1",
+        f"SELECT j.id, j.kind, j.ref FROM journals j LEFT JOIN {table} o ON o.{key} = j.ref"
+        f" WHERE j.kind IN ({kinds}) AND o.{key} IS NULL ORDER BY j.id LIMIT $1",
         limit,
     )
+
+
+async def orphan_trade_journals(db: Executor, limit: int) -> list[Row]:
+    return await _orphan_journals(db, "'trade'", "trades", "id", limit)
 
 
 async def bad_trade_amounts(db: Executor, limit: int) -> list[Row]:
@@ -182,11 +187,7 @@ async def review_mismatches(db: Executor, limit: int) -> list[Row]:
 
 
 async def orphan_review_journals(db: Executor, limit: int) -> list[Row]:
-    return await db.fetch_all(
-        "SELECT j.id, j.ref FROM journals j LEFT JOIN trade_reviews r ON r.trade_id = j.ref"
-        " WHERE j.kind = 'review_refund' AND r.trade_id IS NULL ORDER BY j.id LIMIT $1",
-        limit,
-    )
+    return await _orphan_journals(db, "'review_refund'", "trade_reviews", "trade_id", limit)
 
 
 async def uncovered_review_holds(db: Executor, limit: int) -> list[Row]:
@@ -250,8 +251,4 @@ async def payout_mismatches(db: Executor, limit: int) -> list[Row]:
 
 
 async def orphan_payout_journals(db: Executor, limit: int) -> list[Row]:
-    return await db.fetch_all(
-        "SELECT j.id, j.kind, j.ref FROM journals j LEFT JOIN payouts p ON p.id = j.ref"
-        " WHERE j.kind IN ('payout_request', 'payout_paid') AND p.id IS NULL ORDER BY j.id LIMIT $1",
-        limit,
-    )
+    return await _orphan_journals(db, "'payout_request', 'payout_paid'", "payouts", "id", limit)
