@@ -177,8 +177,8 @@ class Settings:
                 e.get("DRAGONFLY_UPSTREAM_READ_TIMEOUT_S", base.upstream_read_timeout_s)
             ),
             "hold_lease_s": float(e.get("DRAGONFLY_HOLD_LEASE_S", base.hold_lease_s)),
-            "trusted_proxies": tuple(
-                p.strip() for p in e.get("DRAGONFLY_TRUSTED_PROXIES", "").split(",") if p.strip()
+            "trusted_proxies": parse_networks(
+                "DRAGONFLY_TRUSTED_PROXIES", e.get("DRAGONFLY_TRUSTED_PROXIES", "")
             ),
             "max_inflight": _at_least(
                 1, "DRAGONFLY_MAX_INFLIGHT", int(e.get("DRAGONFLY_MAX_INFLIGHT", base.max_inflight))

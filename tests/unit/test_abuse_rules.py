@@ -14,6 +14,7 @@ from dragonfly.domain.abuse import (
     email_identity,
     limit_subject,
 )
+from dragonfly.gateway.auth import client_ip
 from dragonfly.storage.state.limits import MemoryRateLimiter
 
 
@@ -63,6 +64,7 @@ def test_defaults_are_the_documented_ones_and_each_is_configurable() -> None:
         ("DRAGONFLY_LIMIT_VERIFY_PER_ADDRESS", "5/30d"),
         ("DRAGONFLY_CONTROL_TRUSTED_PROXIES", "proxy.internal"),
         ("DRAGONFLY_LIMIT_EXEMPT_ADDRESSES", "10.0.0.0/33"),
+        ("DRAGONFLY_TRUSTED_PROXIES", "nginx"),
         ("DRAGONFLY_TRIAL_PER_ADDRESS_PER_DAY", "-1"),
     ],
 )
@@ -95,6 +97,26 @@ def test_forwarded_for_is_believed_only_from_trusted_peers_and_read_from_the_rig
     # IPv4-mapped IPv6 peers are IPv4; no header means the peer.
     assert client_address("::ffff:127.0.0.1", "203.0.113.2", loopback) == "203.0.113.2"
     assert client_address("127.0.0.1", None, loopback) == "127.0.0.1"
+
+
+def test_the_data_plane_reads_the_client_by_the_same_rule() -> None:
+    """Key IP lists and the address the data plane forwards to the control plane: the right-most entry a
+    trusted proxy (address or range) did not write, never the client's own left-most claim."""
+
+    class Scope:
+        def __init__(self, client: str) -> None:
+            self.client = client
+
+    headers = {"x-forwarded-for": "10.0.0.1, 203.0.113.9"}  # the client claimed 10.0.0.1
+    assert client_ip(Scope("127.0.0.1:5123"), headers, ()) == "127.0.0.1"  # no proxy trusted
+    assert client_ip(Scope("127.0.0.1:5123"), headers, ("127.0.0.1",)) == "203.0.113.9"
+    assert client_ip(Scope("172.28.0.10:80"), headers, ("172.28.0.0/16",)) == "203.0.113.9"
+    assert client_ip(Scope("198.51.100.1:80"), headers, ("172.28.0.0/16",)) == "198.51.100.1"
+    assert client_ip(Scope("[::1]:443"), {"x-forwarded-for": "2001:db8::7"}, ("::1",)) == "2001:db8::7"
+    assert _settings(DRAGONFLY_TRUSTED_PROXIES="10.0.0.0/8, 127.0.0.1").trusted_proxies == (
+        "10.0.0.0/8",
+        "127.0.0.1",
+    )
 
 
 def test_per_address_limits_count_ipv6_by_its_64_and_skip_exempt_addresses() -> None:

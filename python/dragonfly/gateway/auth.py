@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from dragonfly.domain.abuse import client_address
 from dragonfly.errors import InvalidApiKey, IpNotAllowed
 from dragonfly.gateway.http import bearer_token
 from dragonfly.gateway.snapshot import KeyInfo, Snapshot
@@ -31,13 +32,14 @@ NEGATIVE_MAX = 10_000
 
 
 def client_ip(scope: Any, headers: Any, trusted_proxies: tuple[str, ...]) -> str:
-    """The socket peer; `X-Forwarded-For` only when the peer is a configured trusted proxy."""
+    """The socket peer; behind trusted proxies (addresses or CIDR ranges), the right-most
+    `X-Forwarded-For` entry that is not one of them — the same rule as the control plane's
+    (`domain.abuse.client_address`): a proxy appends the address it saw, so entries left of it are
+    whatever the client wrote and never believed."""
     peer = (scope.client or "").rsplit(":", 1)[0].strip("[]")
-    if trusted_proxies and peer in trusted_proxies:
-        forwarded = headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return peer
+    if not trusted_proxies:
+        return peer
+    return client_address(peer, headers.get("x-forwarded-for"), trusted_proxies)
 
 
 def _normalise(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
