@@ -42,6 +42,7 @@ LOGIN_FAILURES_PER_EMAIL = Rate(5, 900)
 SIGNUP_PER_ADDRESS = Rate(5, 3600)
 VERIFY_PER_ADDRESS = Rate(20, 60)
 AUTH_FAILURES_PER_ADDRESS = Rate(30, 60)
+MGMT_KEY_NEW_ADDRESSES = Rate(10, 3600)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class Settings:
     limit_signup_per_address: Rate = SIGNUP_PER_ADDRESS
     limit_verify_per_address: Rate = VERIFY_PER_ADDRESS
     limit_auth_failures_per_address: Rate = AUTH_FAILURES_PER_ADDRESS
+    # New client addresses a management key may be used from per window (an address stays known for the
+    # window after its first use): a leaked key cannot be spread over a botnet at full speed.
+    limit_mgmt_key_new_addresses: Rate = MGMT_KEY_NEW_ADDRESSES
     # Client addresses (and CIDR ranges) the per-address limits and the per-address trial quota skip.
     limit_exempt_addresses: tuple[str, ...] = _LOOPBACK
     # Peers (addresses or CIDR ranges) whose `X-Forwarded-For` the control plane believes: the data plane
@@ -334,6 +338,7 @@ _ABUSE_RATES = {
     "limit_signup_per_address": "DRAGONFLY_LIMIT_SIGNUP_PER_ADDRESS",
     "limit_verify_per_address": "DRAGONFLY_LIMIT_VERIFY_PER_ADDRESS",
     "limit_auth_failures_per_address": "DRAGONFLY_LIMIT_AUTH_FAILURES_PER_ADDRESS",
+    "limit_mgmt_key_new_addresses": "DRAGONFLY_LIMIT_MGMT_KEY_NEW_ADDRESSES",
 }
 _ABUSE_NETWORKS = {
     "limit_exempt_addresses": "DRAGONFLY_LIMIT_EXEMPT_ADDRESSES",

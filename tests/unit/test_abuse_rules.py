@@ -27,6 +27,7 @@ def test_defaults_are_the_documented_ones_and_each_is_configurable() -> None:
     assert (s.limit_login_per_address, s.limit_login_failures_per_email) == (Rate(20, 60), Rate(5, 900))
     assert (s.limit_signup_per_address, s.limit_verify_per_address) == (Rate(5, 3600), Rate(20, 60))
     assert s.limit_auth_failures_per_address == Rate(30, 60)
+    assert s.limit_mgmt_key_new_addresses == Rate(10, 3600)
     assert s.limit_exempt_addresses == s.control_trusted_proxies == ("127.0.0.1", "::1")
     assert (s.trial_per_address_per_day, s.trial_per_domain_per_day) == (3, 0)
     assert s.trial_daily_total_micros == 100_000_000
@@ -36,6 +37,7 @@ def test_defaults_are_the_documented_ones_and_each_is_configurable() -> None:
         DRAGONFLY_LIMIT_SIGNUP_PER_ADDRESS="off",
         DRAGONFLY_LIMIT_VERIFY_PER_ADDRESS="0",
         DRAGONFLY_LIMIT_AUTH_FAILURES_PER_ADDRESS="7/90",
+        DRAGONFLY_LIMIT_MGMT_KEY_NEW_ADDRESSES="2/1d",
         DRAGONFLY_LIMIT_EXEMPT_ADDRESSES="",
         DRAGONFLY_CONTROL_TRUSTED_PROXIES="10.0.0.0/8, fd00::/8",
         DRAGONFLY_TRIAL_PER_ADDRESS_PER_DAY="1",
@@ -48,6 +50,7 @@ def test_defaults_are_the_documented_ones_and_each_is_configurable() -> None:
     )
     assert tuned.limit_signup_per_address == tuned.limit_verify_per_address == OFF
     assert tuned.limit_auth_failures_per_address == Rate(7, 90)
+    assert tuned.limit_mgmt_key_new_addresses == Rate(2, 86400)
     assert tuned.limit_exempt_addresses == ()
     assert tuned.control_trusted_proxies == ("10.0.0.0/8", "fd00::/8")
     assert (tuned.trial_per_address_per_day, tuned.trial_per_domain_per_day) == (1, 50)

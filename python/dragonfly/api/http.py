@@ -82,8 +82,9 @@ def endpoint(
             principal = None
             if access is not Access.PUBLIC:
                 # Bad credentials count against the client's address (services/abuse.py).
+                client = client_of(request, state.settings)
                 principal = await state.guard.authenticate(
-                    client_of(request, state.settings),
+                    client,
                     lambda: authenticate(state, request.headers, method=request.method),
                     # A browser's unrelated or stale cookies are not credentials; the session cookie is.
                     presented=bool(
@@ -91,6 +92,8 @@ def endpoint(
                         or read_cookies(request.headers).get(SESSION_COOKIE)
                     ),
                 )
+                if principal.key_id is not None:
+                    await state.guard.management_key_address(principal.key_id, client)
                 authorize(principal, access)
             result = await fn(Call(state=state, request=request, principal_=principal, body_bytes=body))
             reply = result if isinstance(result, Reply) else Reply(result)

@@ -12,6 +12,10 @@ refused authentication never reaches the key lookup. Refusals are 429 `rate_limi
 - `auth-fail`: bad credentials (a session or a management key that was sent and refused) on the
   authenticated routes, per client address; past the limit every authenticated request from the address
   is refused until the window closes: 30 a minute.
+- `mk-new`: new client addresses per management key: the first use of a key from an address takes a
+  slot, and the address stays known to that key for the window; past the limit the key is refused from
+  any address it has not been used from in the window: 10 an hour. A script or CI job calling from a few
+  addresses never meets it; a leaked key tried from many addresses does.
 
 A login takes its failure slot before argon2 runs, so concurrent guesses cannot overrun the limit: five in
 flight take all five, the sixth is refused at once. Once an email has used its slots the right password is
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -34,6 +39,7 @@ from dragonfly.errors import InvalidApiKey, RateLimited
 from dragonfly.storage.state.limits import RateLimiter
 
 T = TypeVar("T")
+log = logging.getLogger("dragonfly.abuse")
 PREFIX = "df:rl:"
 
 
@@ -108,6 +114,22 @@ class AccountGuard:
         except InvalidApiKey:
             await self._limiter.take(key, rate.limit, rate.window_s * 1000)
             raise
+
+    async def management_key_address(self, key_id: str, client: str) -> None:
+        """Count `client` as a new address of the management key `key_id` unless the key was used from it
+        in the current window; 429 when the key has used its new addresses. Exempt addresses are free."""
+        rate, subject = self._settings.limit_mgmt_key_new_addresses, self.address_subject(client)
+        if not rate.limit or subject is None:
+            return
+        window_ms = rate.window_s * 1000
+        seen = f"{PREFIX}mk-seen:{key_id}:{subject}"
+        if not (await self._limiter.check(seen, 1, window_ms)).allowed:
+            return  # used from this address in the window: known
+        verdict = await self._limiter.take(f"{PREFIX}mk-new:{key_id}", rate.limit, window_ms)
+        if not verdict.allowed:
+            log.warning("management key %s refused from a new address: over its new-address limit", key_id)
+            raise _refused("new addresses using this management key", verdict.retry_after_s)
+        await self._limiter.take(seen, 1, window_ms)
 
     async def close(self) -> None:
         await self._limiter.close()

@@ -298,3 +298,35 @@ def test_trial_daily_total_holds_under_concurrent_verifications(planes: Planes) 
     api = planes.at(0)
     assert api.query("SELECT COUNT(*) AS n FROM journals WHERE kind = 'trial_credit'")[0]["n"] == 3
     assert api.query("SELECT used FROM trial_quotas WHERE scope = 'total'")[0]["used"] == 300_000
+
+
+def test_a_management_key_is_used_from_a_limited_number_of_new_addresses(planes: Planes) -> None:
+    planes.start(DRAGONFLY_LIMIT_MGMT_KEY_NEW_ADDRESSES="3/1h")
+    make_accounts(planes.database_url, "ops-script@example.com")
+    session = planes.at(0).login("ops-script@example.com")
+    made = [
+        planes.at(i).call(
+            "POST", "/api/management-keys", session, json={"name": f"ci{i}", "mgmt_scope": "full"}
+        )
+        for i in range(2)
+    ]
+    assert all(r.status_code == 201 for r in made), [r.text for r in made]
+    key, other_key = (r.json()["key"] for r in made)
+
+    def keys_from(i: int, token: str, client: str) -> requests.Response:
+        return planes.at(i).call("GET", "/api/keys", token, headers={"x-forwarded-for": client})
+
+    # Three addresses are new once each, on either instance; a known one is free however often it calls.
+    for i, client in enumerate(["203.0.113.1", "203.0.113.2", "2001:db8:1:2::5"]):
+        assert keys_from(i, key, client).status_code == 200
+    for i in range(4):
+        assert keys_from(i, key, "203.0.113.1").status_code == 200
+    assert keys_from(0, key, "2001:db8:1:2::99").status_code == 200  # the same /64 is the same address
+    # A fourth new address: refused on every instance, before the route runs; the known ones go on.
+    for i in range(2):
+        refused(keys_from(i, key, "198.51.100.9"), 3600)
+    assert keys_from(1, key, "203.0.113.2").status_code == 200
+    # The limit is the key's: another key, a session and the exempt loopback are not affected.
+    assert keys_from(0, other_key, "198.51.100.9").status_code == 200
+    assert keys_from(1, session, "198.51.100.9").status_code == 200
+    assert keys_from(0, key, "127.0.0.1").status_code == 200
