@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import requests
 from openai import OpenAI
 from support.ports import free_port, port_open
 
@@ -56,6 +57,24 @@ def test_demo_quick_start_and_clean_shutdown(tmp_path: Path) -> None:
             if match:
                 key = match.group(1)
         assert key, "no demo key printed:\n" + "".join(lines)
+        # The dashboard is where the printed line says; a sign-up's verification link is printed too.
+        (dashboard,) = [m.group(1) for ln in lines if (m := re.search(r"Dashboard: (http://\S+)", ln))]
+        assert dashboard == f"http://127.0.0.1:{port}/"
+        page = requests.get(dashboard, timeout=30)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        signup = requests.post(
+            f"{dashboard}api/auth/signup",
+            json={"email": "new@serve.test", "password": "correct horse battery"},
+            timeout=30,
+        )
+        assert signup.status_code == 201, signup.text
+        link = None
+        while link is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if match := re.search(r"(http://\S+/verify#token=\S+)", line):
+                link = match.group(1)
+        assert link and link.startswith(dashboard), "no verification link printed:\n" + "".join(lines)
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
         resp = client.chat.completions.create(
             model="demo/echo-1", messages=[{"role": "user", "content": "Hello"}]

@@ -254,6 +254,11 @@ def serve(
         )
         base = f"http://{settings.host}:{settings.port}/v1"
         click.echo(f"Dragonfly is serving on {base}  (database: {settings.database_url.split('://')[0]})")
+        click.echo(f"Dashboard: http://{settings.host}:{settings.port}/", nl=False)
+        if settings.mail_backend == "log":
+            click.echo("  (sign up there; the verification link is printed below)")
+        else:
+            click.echo()
         if demo_key:
             click.echo(f"Demo buyer key: {demo_key}")
             click.echo(f'Try: OpenAI(base_url="{base}", api_key="<the key above>") with model="demo/echo-1"')
