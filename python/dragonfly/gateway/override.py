@@ -15,6 +15,7 @@ from dragonfly.domain.money import parse_price
 from dragonfly.errors import InvalidRequest, NoListingMatchesProfile
 from dragonfly.gateway.snapshot import ListingInfo, ProfileInfo, Snapshot
 from dragonfly.native.market import Market
+from dragonfly.services.providers import check_ids
 
 _FIELDS = frozenset({"profile_id", "providers_allow", "max_output_price_per_mtok"})
 
@@ -48,6 +49,13 @@ def parse_override(raw: bytes | None) -> Override | None:
         raise InvalidRequest(
             "dragonfly.providers_allow must be a list of strings", param="dragonfly.providers_allow"
         )
+    if allow:
+        try:
+            check_ids(allow)
+        except ValueError as exc:
+            raise InvalidRequest(
+                f"dragonfly.providers_allow: {exc}", param="dragonfly.providers_allow"
+            ) from None
     price = obj.get("max_output_price_per_mtok")
     ceiling = None
     if price is not None:

@@ -113,8 +113,9 @@ def _apply(config: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_strategy(strategy: str, config: dict[str, Any]) -> None:
-    """Refuse what the data plane could not rank with, before it is stored."""
+def _check_strategy(strategy: str, config: dict[str, Any], *, hedging_changed: bool = True) -> None:
+    """Refuse what the data plane could not rank with, or a hedge that could never start, before it is
+    stored (a PATCH checks the hedge only when it changes hedge or fallback)."""
     if strategy == "custom" and not config.get("weights"):
         raise InvalidRequest("strategy custom needs weights.", param="weights")
     if strategy != "custom" and config.get("weights") is not None:
@@ -122,6 +123,14 @@ def _check_strategy(strategy: str, config: dict[str, Any]) -> None:
             f"weights apply only to strategy custom; strategy {strategy} uses the operator's weights "
             "for it (send strategy custom with your weights, or leave weights out).",
             param="weights",
+        )
+    hedge, fallback = config.get("hedge") or {}, config.get("fallback") or {}
+    lone = not fallback.get("enabled") or int(fallback.get("max_attempts", 1)) < 2
+    if hedging_changed and hedge.get("enabled") and lone:
+        raise InvalidRequest(
+            "hedging starts a second listing beside the first, so it needs fallback enabled with "
+            "max_attempts of 2 or more (or hedge.enabled false).",
+            param="hedge",
         )
     try:
         register_profile(Market(), "candidate", strategy, config)
@@ -208,7 +217,7 @@ async def update_profile(
         config = _apply({**default_config(), **row["config"]}, fields)
         if strategy != "custom" and "weights" not in fields:
             config["weights"] = None  # off custom (or a legacy row): stored weights would not act
-        _check_strategy(strategy, config)
+        _check_strategy(strategy, config, hedging_changed=bool({"hedge", "fallback"} & set(fields)))
         await repo.update(
             tx, profile_id=profile_id, name=name, strategy=strategy, config=config, now=now_ms()
         )

@@ -80,6 +80,14 @@ def find(provider_id: str) -> Provider | None:
     return _BY_ID.get(provider_id)
 
 
+def check_ids(ids: list[str]) -> None:
+    """Raise ValueError naming the first id that is not a provider of the catalogue (a misspelt name in
+    a routing filter would silently exclude or admit everything)."""
+    for provider_id in ids:
+        if provider_id not in _BY_ID:
+            raise ValueError(f"unknown provider {provider_id!r} (known: {', '.join(_BY_ID)})")
+
+
 def list_providers(health: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     return [
         {

@@ -75,6 +75,58 @@ def test_key_validation_errors_are_openai_shaped(api: ControlPlane) -> None:
     assert api.call("GET", "/api/keys", session).json()["data"] == []
 
 
+def test_a_profile_field_that_could_not_act_is_refused(api: ControlPlane) -> None:
+    """A misspelt provider, an allow-list of nothing, a seller that is not an id, a null name or strategy,
+    a hedge that fallback would never let start: 400 naming the field, nothing stored."""
+    session = api.signup_verified("strict@example.com")
+    base = {"name": "strict", "strategy": "balanced"}
+    cases = [
+        ({"providers_allow": ["opneai"]}, "providers_allow", "unknown provider 'opneai'"),
+        ({"providers_deny": ["groq", "grok"]}, "providers_deny", "unknown provider 'grok'"),
+        ({"providers_allow": []}, "providers_allow", "would allow no provider"),
+        ({"sellers_deny": ["acme"]}, "sellers_deny", "not a seller id"),
+        (
+            {"fallback": {"enabled": False}, "hedge": {"enabled": True, "after_ms": 200}},
+            "hedge",
+            "needs fallback enabled",
+        ),
+        (
+            {"fallback": {"max_attempts": 1}, "hedge": {"enabled": True, "after_ms": 200}},
+            "hedge",
+            "max_attempts of 2",
+        ),
+    ]
+    for extra, param, words in cases:
+        resp = api.call("POST", "/api/routing/profiles", session, json={**base, **extra})
+        err = assert_error(resp, 400, "invalid_request")
+        assert err["param"] == param and words in err["message"], (extra, err)
+    names = [p["name"] for p in api.call("GET", "/api/routing/profiles", session).json()["data"]]
+    assert names == ["balanced"]
+
+    made = api.call(
+        "POST",
+        "/api/routing/profiles",
+        session,
+        json={**base, "providers_allow": ["openai", "custom"], "hedge": {"enabled": True, "after_ms": 200}},
+    )
+    assert made.status_code == 201, made.text
+    one = f"/api/routing/profiles/{made.json()['id']}"
+    for patch, param in (
+        ({"name": None}, "name"),
+        ({"strategy": None}, "strategy"),
+        ({"fallback": {"enabled": False}}, "hedge"),
+        ({"providers_deny": ["nobody"]}, "providers_deny"),
+    ):
+        err = assert_error(api.call("PATCH", one, session, json=patch), 400, "invalid_request")
+        assert err["param"] == param, (patch, err)
+    kept = api.call("GET", one, session).json()
+    assert kept["name"] == "strict" and kept["fallback"]["enabled"] is True
+    assert kept["providers_deny"] == []
+    # Hedging off, fallback off: fine.
+    off = api.call("PATCH", one, session, json={"hedge": None, "fallback": {"enabled": False}})
+    assert off.status_code == 200, off.text
+
+
 def test_routing_profiles_crud_and_delete_rebinds_keys(api: ControlPlane) -> None:
     session = api.signup_verified("p@example.com")
     body = {

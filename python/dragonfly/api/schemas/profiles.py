@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from dragonfly.api.schemas.common import Body, Name, Price, first_unknown
+from dragonfly.services.providers import check_ids
 
 Strategy = Literal["cost_first", "balanced", "reliability_first", "quality_first", "custom"]
 RETRY_ON = ("429", "5xx", "timeout", "connect_error")
@@ -90,6 +92,29 @@ class _ProfileFields(Body):
     fallback: Fallback | None = None
     hedge: Hedge | None = None
 
+    @field_validator("providers_allow", "providers_deny")
+    @classmethod
+    def _known_providers(cls, value: list[str] | None, info: Any) -> list[str] | None:
+        if value is not None:
+            check_ids(value)
+        if info.field_name == "providers_allow" and value == []:
+            raise ValueError(
+                "an empty list would allow no provider; send null (or leave it out) to allow every provider"
+            )
+        return value
+
+    @field_validator("sellers_deny")
+    @classmethod
+    def _seller_ids(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or ():
+            try:
+                uuid.UUID(item)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not a seller id (the `seller_id` of a receipt, a UUID)"
+                ) from None
+        return value
+
 
 class CreateProfile(_ProfileFields):
     name: Name
@@ -99,3 +124,11 @@ class CreateProfile(_ProfileFields):
 class UpdateProfile(_ProfileFields):
     name: Name | None = None
     strategy: Strategy | None = None
+
+    @field_validator("name", "strategy", mode="before")
+    @classmethod
+    def _no_null_identity(cls, value: Any) -> Any:
+        """A profile always has a name and a strategy: null is refused, not ignored."""
+        if value is None:
+            raise ValueError("cannot be null; leave it out to keep the current one")
+        return value
