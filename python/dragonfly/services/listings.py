@@ -370,6 +370,7 @@ async def update_listing(
                 status = listing_rules.seller_status_change(status, fields["status"], row["contract_status"])
             except ValueError as exc:
                 raise Conflict(str(exc), param="status") from None
+        kept_status = status  # what the listing returns to if its price needs no review after all
         new_input: int = changes_["input_price"] if "input_price" in changes_ else row["input_price"]
         new_output: int = changes_["output_price"] if "output_price" in changes_ else row["output_price"]
         new_cached = (
@@ -407,11 +408,42 @@ async def update_listing(
         )
         updated = await repo.get(tx, listing_id)
         assert updated is not None
+        if _review_undone(row, updated, new_unit):
+            # An auto-follow listing's stated price went to review, then the market moved it back within
+            # the rule: nothing is left to confirm, so it must not sit unroutable in review.
+            await repo.update(
+                tx,
+                listing_id,
+                {
+                    "status": kept_status,
+                    "confirmed_input_price": updated["input_price"],
+                    "confirmed_output_price": updated["output_price"],
+                },
+                now=now,
+            )
+            updated = await repo.get(tx, listing_id)
+            assert updated is not None
         contract = await contracts_repo.current_for_listing(tx, listing_id)
         if contract is not None and updated["status"] != "price_review":
             await contracts_repo.set_terms(tx, contract_id=contract["id"], terms=terms_of(updated))
         await changes.bump(tx)
     return render(updated, fee_bps)
+
+
+def _review_undone(before: Row, after: Row, new_unit: str | None) -> bool:
+    """This PATCH put the listing in price review, and the re-pricing in the same transaction (auto-follow)
+    brought its prices back within the 50 % rule of the confirmed ones."""
+    return (
+        before["status"] != "price_review"
+        and after["status"] == "price_review"
+        and new_unit is None
+        and not listing_rules.needs_price_review(
+            confirmed_input=int(after["confirmed_input_price"]),
+            confirmed_output=int(after["confirmed_output_price"]),
+            new_input=int(after["input_price"]),
+            new_output=int(after["output_price"]),
+        )
+    )
 
 
 def _check_mode_change(

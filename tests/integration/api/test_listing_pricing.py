@@ -211,6 +211,22 @@ def test_an_auto_follow_listing_tracks_the_market_and_stops_at_its_floor(
     assert_error(api.call("GET", f"/v1/market/listings/{fid}/price-history", other), 404, "not_found")
 
 
+def test_a_stated_price_the_market_moves_back_leaves_no_review_behind(seller: Seller) -> None:
+    """A seller sets a price far from the market on an auto-follow listing: the follow moves it back in the
+    same change, so there is nothing to confirm and the listing stays routable."""
+    seller.active(input_price_per_mtok="2", output_price_per_mtok="4")
+    follow = {"mode": "lowest", "offset_pct": "-5"}
+    fid = seller.create(input_price_per_mtok="2", output_price_per_mtok="4", auto_follow=follow)["id"]
+    wait_until(lambda: seller.get(fid)["status"] == "active")
+    moved = seller.patch(fid, output_price_per_mtok="9")
+    assert moved["status"] == "active", moved
+    assert _prices(moved) == (Decimal("1.9"), Decimal("3.8"))
+    assert moved["confirmed_output_price_per_mtok"] == "3.8"
+    # Without auto-follow the same move is held for confirmation, as before.
+    fixed = seller.active(input_price_per_mtok="2", output_price_per_mtok="4")
+    assert seller.patch(fixed["id"], output_price_per_mtok="9")["status"] == "price_review"
+
+
 def test_prices_stated_with_a_multiplier_are_kept_until_a_reference_prices_the_listing(
     api: ControlPlane, seller: Seller
 ) -> None:
