@@ -1,8 +1,8 @@
 // The dashboard's shell: who is logged in, the section list, and the hash router (`#/keys`).
 //
 // Sections are a table: a view module exports `title` and `render(root, ctx)` (which may return a
-// cleanup function, called when the person leaves it). Seller and operator sections are added here the
-// same way, with `roles` for the operator's.
+// cleanup function, called when the person leaves it). `group` sorts the navigation into what a person
+// buys, sells and (with `roles`) operates; a view may read a sub-path of its own (`#/listings/<id>`).
 
 import { api, whenSessionEnds } from "./api.js";
 import { describe, errorBox, h, notify, usd } from "./dom.js";
@@ -12,20 +12,31 @@ import * as keys from "./views/keys.js";
 import * as login from "./views/login.js";
 import * as models from "./views/models.js";
 import * as overview from "./views/overview.js";
+import * as earnings from "./views/earnings.js";
+import * as listings from "./views/listings.js";
+import * as operator from "./views/operator.js";
 import * as playground from "./views/playground.js";
+import * as pool from "./views/pool.js";
+import * as profiles from "./views/profiles.js";
+import * as reviews from "./views/reviews.js";
 import * as signup from "./views/signup.js";
 import * as usage from "./views/usage.js";
 
 const ROUTES = {
   login: { view: login, public: true },
   signup: { view: signup, public: true },
-  overview: { view: overview, nav: "Overview" },
-  keys: { view: keys, nav: "Keys" },
-  usage: { view: usage, nav: "Usage" },
-  billing: { view: billing, nav: "Billing" },
-  models: { view: models, nav: "Models" },
-  playground: { view: playground, nav: "Playground" },
-  // Next: seller pages (pool keys, listings, earnings) and operator pages ({ roles: ["operator"] }).
+  overview: { view: overview, nav: "Overview", group: "Buy" },
+  keys: { view: keys, nav: "Keys", group: "Buy" },
+  profiles: { view: profiles, nav: "Routing", group: "Buy" },
+  usage: { view: usage, nav: "Usage", group: "Buy" },
+  billing: { view: billing, nav: "Billing", group: "Buy" },
+  models: { view: models, nav: "Models", group: "Buy" },
+  playground: { view: playground, nav: "Playground", group: "Buy" },
+  pool: { view: pool, nav: "Pool keys", group: "Sell" },
+  listings: { view: listings, nav: "Listings", group: "Sell" },
+  earnings: { view: earnings, nav: "Earnings", group: "Sell" },
+  reviews: { view: reviews, nav: "Trade reviews", group: "Sell" },
+  operator: { view: operator, nav: "Operator", group: "Operate", roles: ["operator"] },
 };
 const HOME = "overview";
 
@@ -40,13 +51,17 @@ const ctx = {
     go(next);
   },
   refreshBalance,
+  /** The hash path after the section's name: `#/listings/<id>` gives ["<id>"]. */
+  subpath: () => location.hash.replace(/^#\/?/, "").split("?")[0].split("/").slice(1).filter(Boolean).map(decodeURIComponent),
+  /** Go to a section (and sub-path): ctx.go("listings", id). */
+  go: (name, ...rest) => go([name, ...rest.map(encodeURIComponent)].join("/")),
   /** The inference base URL for SDKs: this page's address + `v1`. */
   v1Base: () => new URL("v1", document.baseURI).href,
 };
 
-function go(name) {
-  if (location.hash === "#/" + name) route();
-  else location.hash = "#/" + name;
+function go(path) {
+  if (location.hash === "#/" + path) route();
+  else location.hash = "#/" + path;
 }
 
 function current() {
@@ -75,9 +90,17 @@ function drawChrome(active) {
     account.replaceChildren(h("a", { href: "#/login" }, "Log in"), h("a", { class: "button small", href: "#/signup" }, "Sign up"));
     return;
   }
-  nav.replaceChildren(...Object.entries(ROUTES)
-    .filter(([, r]) => r.nav && (!r.roles || r.roles.some((role) => state.account.roles.includes(role))))
-    .map(([name, r]) => h("a", { href: "#/" + name, "aria-current": name === active ? "page" : null }, r.nav)));
+  const links = [];
+  let group = null;
+  for (const [name, r] of Object.entries(ROUTES)) {
+    if (!r.nav || !allowed(r)) continue;
+    if (r.group !== group) {
+      group = r.group;
+      links.push(h("span", { class: "nav-group" }, group));
+    }
+    links.push(h("a", { href: "#/" + name, "aria-current": name === active ? "page" : null }, r.nav));
+  }
+  nav.replaceChildren(...links);
   const logout = h("button", { type: "button", class: "small secondary", "data-testid": "logout" }, "Log out");
   logout.addEventListener("click", logOut);
   account.replaceChildren(
@@ -86,6 +109,10 @@ function drawChrome(active) {
     logout,
   );
   refreshBalance();
+}
+
+function allowed(route) {
+  return !route.roles || (state.account && route.roles.some((role) => state.account.roles.includes(role)));
 }
 
 async function logOut() {
@@ -109,7 +136,7 @@ async function route() {
     go("login");
     return;
   }
-  if (entry.public && state.account) {
+  if ((entry.public && state.account) || !allowed(entry)) {
     go(HOME);
     return;
   }
