@@ -9,6 +9,7 @@ import click
 from dragonfly.cli.admin import admin
 from dragonfly.cli.serve import serve
 from dragonfly.config import Settings
+from dragonfly.simulate.cli import simulate
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.migrate import apply_migrations
 
@@ -39,3 +40,4 @@ def migrate(database_url: str | None) -> None:
 
 main.add_command(serve)
 main.add_command(admin)
+main.add_command(simulate)

@@ -27,7 +27,8 @@ ejection time: a pass makes it `active`, a failure suspends it (within the share
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Outcome = Literal["success", "failure", "neutral"]
@@ -223,6 +224,83 @@ def keeps_streaks(before: str, after: str) -> bool:
     """Whether a listing's live record survives a status change: the streak that degraded it goes on
     counting toward suspension; every other change (recovery, ejection, probation) starts afresh."""
     return (before, after) == ("active", "degraded")
+
+
+class LiveHealth:
+    """One instance's live record of every listing it routes to, and the verdicts it leads to: the part
+    of the data plane's health tracker (gateway/health.py) without I/O, which the market simulator
+    (dragonfly/simulate) drives too. Time is an argument (milliseconds).
+
+    `observe` counts an outcome under the contract status the caller sees (a status change other than
+    the degradation starts the record afresh, `keeps_streaks`) and says whether it could move the
+    listing; only then is `verdict` worth asking, with the ids of the model's listings (the listing's own
+    id among them is skipped) for the model's success rate."""
+
+    __slots__ = ("_seen", "policy", "streaks")
+
+    def __init__(self, policy: HealthPolicy) -> None:
+        self.policy = policy
+        self.streaks: dict[str, Streaks] = {}
+        self._seen: dict[str, str] = {}  # the contract status each listing's streaks were counted under
+
+    def observe(
+        self, listing_id: str, status: str, outcome: Outcome, now_ms: int, detail: str | None = None
+    ) -> bool:
+        """Count a non-neutral outcome; True when it could move the listing (a cheap pre-check most
+        outcomes stop at: only a failure can degrade an active listing, and a degraded one moves only at
+        the end of a long enough streak)."""
+        streaks = self._streaks_for(listing_id, status)
+        streaks.observe(outcome, now_ms, detail)
+        if status == "active":
+            return outcome == "failure"
+        if status == "degraded":
+            p = self.policy
+            return streaks.failures >= p.suspend_after or streaks.successes >= p.recover_after
+        return False
+
+    def verdict(self, listing_id: str, status: str, now_ms: int, peers: Iterable[str]) -> Transition | None:
+        """What the listing's record says now (None: nothing). `peers` (the model's listing ids) is
+        iterated at most once, and only when the model's rate is needed or shown."""
+        streaks = self.streaks[listing_id]
+        judged = self._needs_market(streaks, status, now_ms)
+        market = self.market(listing_id, peers, now_ms) if judged else (0, 0)
+        verdict = live_verdict(status, evidence(streaks, market, now_ms, self.policy), self.policy)
+        if verdict is not None and not judged:
+            # The evidence shows the model's rate even when the verdict did not need it.
+            market = self.market(listing_id, peers, now_ms)
+            verdict = replace(verdict, evidence=evidence(streaks, market, now_ms, self.policy))
+        return verdict
+
+    def market(self, listing_id: str, peers: Iterable[str], now_ms: int) -> tuple[int, int]:
+        """(successes, failures) of the model's other listings over the window."""
+        ok = failed = 0
+        for other in peers:
+            streaks = self.streaks.get(other)
+            if other != listing_id and streaks is not None:
+                k, f = streaks.window.counts(now_ms)
+                ok, failed = ok + k, failed + f
+        return ok, failed
+
+    def forget(self, listing_id: str) -> None:
+        self.streaks.pop(listing_id, None)
+        self._seen.pop(listing_id, None)
+
+    def _streaks_for(self, listing_id: str, status: str) -> Streaks:
+        streaks = self.streaks.get(listing_id)
+        seen = self._seen.get(listing_id)
+        if streaks is None or (seen != status and not keeps_streaks(seen or "", status)):
+            streaks = Streaks(Window(self.policy.window_ms))
+            self.streaks[listing_id] = streaks
+        self._seen[listing_id] = status
+        return streaks
+
+    def _needs_market(self, streaks: Streaks, status: str, now_ms: int) -> bool:
+        """The model's rate matters only when the listing's own window is big enough to be judged and
+        the outcome could move it: a failure while active, a success streak while degraded."""
+        ok, failed = streaks.window.counts(now_ms)
+        if ok + failed < self.policy.min_requests:
+            return False
+        return streaks.failures > 0 if status == "active" else streaks.successes >= self.policy.recover_after
 
 
 def may_eject(routable: int, ejected: int, policy: HealthPolicy) -> bool:

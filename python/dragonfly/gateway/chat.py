@@ -16,19 +16,10 @@ import orjson
 
 from dragonfly.domain.health import stream_outcome
 from dragonfly.domain.money import worst_case_hold
-from dragonfly.domain.trade import (
-    RELAY,
-    AttemptPlan,
-    Step,
-    UpstreamFailureKind,
-    context_refusal,
-    tokens_needed,
-    within_context,
-)
+from dragonfly.domain.trade import RELAY, AttemptPlan, Step, UpstreamFailureKind
 from dragonfly.errors import (
     DragonflyError,
     InvalidRequest,
-    NoListingMatchesProfile,
     ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
@@ -37,14 +28,8 @@ from dragonfly.gateway.auth import check_ip, client_ip
 from dragonfly.gateway.failpoints import Failpoints
 from dragonfly.gateway.http import read_body, send_json
 from dragonfly.gateway.legs import Leg, Route, continuation_body
-from dragonfly.gateway.override import (
-    Override,
-    narrow,
-    override_profile,
-    parse_override,
-    stricter_fallback,
-    within_key_profile,
-)
+from dragonfly.gateway.override import Override, override_profile, parse_override
+from dragonfly.gateway.routing import plan_route
 from dragonfly.gateway.snapshot import ListingInfo, ProfileInfo
 from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
 from dragonfly.gateway.upstream import (
@@ -86,6 +71,21 @@ def _upstream_error_message(raw: bytes) -> str | None:
     except (orjson.JSONDecodeError, AttributeError):
         pass
     return None
+
+
+def chat_hold(listing: ListingInfo, prompt_tokens: int, completion_tokens: int) -> tuple[int, int]:
+    """The worst case a chat or embeddings request can cost at `listing` (what admission reserves), and
+    the prompt tokens settlement may bill: the counted prompt with headroom for another tokenizer, and
+    `completion_tokens` (max_tokens x n, or the default) at most."""
+    hold_prompt = int(prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
+    hold = worst_case_hold(
+        prompt_tokens=hold_prompt,
+        max_completion_tokens=completion_tokens,
+        # A cached-input price above the input price must not make cost exceed the hold.
+        input_price=max(listing.input_price, listing.cached_input_price or 0),
+        output_price=listing.output_price,
+    )
+    return hold, hold_prompt
 
 
 # Bodies above this size are parsed/counted on a worker thread (the native calls release the GIL), so a
@@ -148,33 +148,20 @@ class Inference:
     ) -> tuple[list[ListingInfo], AttemptPlan]:
         """The listings this request may go to, best first, and the fallback plan (domain/trade.py)."""
         rt = self.rt
-        snap = rt.snapshot
-        needed = tokens_needed(pre.prompt_tokens, pre.max_tokens if self.kind == "chat" else None)
-        listed = [x for x in snap.listings_by_model.get(pre.model, ()) if x.kind == self.kind and x.routable]
-        if listed and not within_context(listed, needed):
-            # Refused before any seller sees it: no listing of this model could take the prompt.
-            largest = max(x.context_length or 0 for x in listed)
-            raise context_refusal(pre.model, pre.prompt_tokens, pre.max_tokens, largest)
-        attempts, retry_on = profile.fallback_attempts, profile.retry_on
-        # A short list is enough to fall back on; a filtering override sees the whole ranking.
-        limit = attempts + 4 if override is None else len(listed) + 1
-        ranking = time.perf_counter_ns()
-        candidates = rt.router.candidates(snap, profile, pre.model, self.kind, now, seed, limit)
-        rt.telemetry.rank_time.observe((time.perf_counter_ns() - ranking) / 1e9)
-        if profile is not key_profile:
-            candidates = within_key_profile(
-                rt.router.market, key_profile, snap, pre.model, now, seed, candidates
-            )
-            attempts, retry_on = stricter_fallback(profile, key_profile)
-        candidates = narrow(candidates, override, pre.model)
-        fitting = within_context(candidates, needed)
-        if not fitting:
-            raise NoListingMatchesProfile(
-                f"No listing for `{pre.model}` that satisfies the routing profile has a context window "
-                f"of {needed} tokens.",
-                headers={"x-should-retry": "false"},
-            )
-        return fitting, AttemptPlan(attempts, retry_on)
+        return plan_route(
+            rt.router,
+            rt.snapshot,
+            kind=self.kind,
+            model=pre.model,
+            prompt_tokens=pre.prompt_tokens,
+            max_tokens=pre.max_tokens if self.kind == "chat" else None,
+            key_profile=key_profile,
+            profile=profile,
+            override=override,
+            now_ms=now,
+            seed=seed,
+            observe_rank=rt.telemetry.rank_time.observe,
+        )
 
     async def _trade(self, proto: Any, body: bytes, pre: Any, trade: TradeState) -> None:
         """Route, then attempt; every decision is offered to the routing-activity recorder (sampled)."""
@@ -420,14 +407,8 @@ class Inference:
     def _hold(self, trade: TradeState, listing: ListingInfo, pre: Any) -> int:
         """The worst case the request can cost at `listing` (what admission reserves), and the prompt
         tokens settlement may bill (`trade.hold_prompt_tokens`)."""
-        trade.hold_prompt_tokens = int(pre.prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
-        return worst_case_hold(
-            prompt_tokens=trade.hold_prompt_tokens,
-            max_completion_tokens=trade.hold_completion_tokens,
-            # A cached-input price above the input price must not make cost exceed the hold.
-            input_price=max(listing.input_price, listing.cached_input_price or 0),
-            output_price=listing.output_price,
-        )
+        hold, trade.hold_prompt_tokens = chat_hold(listing, pre.prompt_tokens, trade.hold_completion_tokens)
+        return hold
 
     async def _relay(
         self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, route: Route

@@ -21,10 +21,9 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 from dragonfly.domain import health
-from dragonfly.domain.health import HealthPolicy, Outcome, Streaks, Transition, Window
+from dragonfly.domain.health import HealthPolicy, Outcome, Transition
 from dragonfly.gateway.snapshot import ListingInfo, Snapshot
 from dragonfly.ids import now_ms
 from dragonfly.logsampling import worth_logging
@@ -57,8 +56,7 @@ class HealthTracker:
         self._database = database
         self._reload = reload
         self._clock = clock
-        self._streaks: dict[str, Streaks] = {}
-        self._seen: dict[str, str] = {}  # the contract status each listing's streaks were counted under
+        self.live = health.LiveHealth(policy)  # streaks and windows per listing, and their verdicts
         self._pending: dict[str, tuple[str, Transition]] = {}  # listing -> (status seen, transition)
         self._quiet_until: dict[str, int] = {}
         self._wake = asyncio.Event()
@@ -85,63 +83,19 @@ class HealthTracker:
             current = snap.listings_by_id.get(listing.id) if snap is not None else None
             status = (current or listing).contract_status
             now = self._clock()
-            streaks = self._streaks_for(listing.id, status)
-            streaks.observe(outcome, now, detail)
-            if not self._could_move(streaks, status, outcome):
+            if not self.live.observe(listing.id, status, outcome, now, detail):
                 return
             if listing.id in self._pending or self._quiet_until.get(listing.id, 0) > now:
                 return
-            judged = self._needs_market(streaks, status, now)
-            market = self._market(snap, listing, now) if judged else (0, 0)
-            verdict = health.live_verdict(
-                status, health.evidence(streaks, market, now, self.policy), self.policy
-            )
+            peers = snap.listings_by_model.get(listing.model, ()) if snap is not None else ()
+            verdict = self.live.verdict(listing.id, status, now, (other.id for other in peers))
             if verdict is not None:
-                if not judged:  # the evidence shows the model's rate even when the verdict did not need it
-                    market = self._market(snap, listing, now)
-                    verdict = replace(verdict, evidence=health.evidence(streaks, market, now, self.policy))
                 self._pending[listing.id] = (status, verdict)
                 self._wake.set()
         except Exception as exc:
             self.errors += 1
             if worth_logging(self.errors):
                 log.warning("listing health not tracked: %s", type(exc).__name__)
-
-    def _streaks_for(self, listing_id: str, status: str) -> Streaks:
-        streaks = self._streaks.get(listing_id)
-        seen = self._seen.get(listing_id)
-        if streaks is None or (seen != status and not health.keeps_streaks(seen or "", status)):
-            streaks = Streaks(Window(self.policy.window_ms))
-            self._streaks[listing_id] = streaks
-        self._seen[listing_id] = status
-        return streaks
-
-    def _could_move(self, streaks: Streaks, status: str, outcome: Outcome) -> bool:
-        """Cheap pre-check (most outcomes stop here): only a failure can degrade an active listing, and
-        a degraded one moves only at the end of a long enough streak."""
-        if status == "active":
-            return outcome == "failure"
-        if status == "degraded":
-            p = self.policy
-            return streaks.failures >= p.suspend_after or streaks.successes >= p.recover_after
-        return False
-
-    def _needs_market(self, streaks: Streaks, status: str, now: int) -> bool:
-        """The model's rate matters only when the listing's own window is big enough to be judged and
-        the outcome could move it: a failure while active, a success streak while degraded."""
-        ok, failed = streaks.window.counts(now)
-        if ok + failed < self.policy.min_requests:
-            return False
-        return streaks.failures > 0 if status == "active" else streaks.successes >= self.policy.recover_after
-
-    def _market(self, snap: Snapshot | None, listing: ListingInfo, now: int) -> tuple[int, int]:
-        ok = failed = 0
-        for other in snap.listings_by_model.get(listing.model, ()) if snap is not None else ():
-            streaks = self._streaks.get(other.id)
-            if other.id != listing.id and streaks is not None:
-                k, f = streaks.window.counts(now)
-                ok, failed = ok + k, failed + f
-        return ok, failed
 
     # -- the writer ------------------------------------------------------------------------------------
 
@@ -188,11 +142,10 @@ class HealthTracker:
 
     def _forget_gone(self) -> None:
         snap = self._snapshot()
-        if snap is None or len(self._streaks) <= 2 * len(snap.listings_by_id) + 100:
+        if snap is None or len(self.live.streaks) <= 2 * len(snap.listings_by_id) + 100:
             return
-        for gone in [k for k in self._streaks if k not in snap.listings_by_id]:
-            self._streaks.pop(gone, None)
-            self._seen.pop(gone, None)
+        for gone in [k for k in self.live.streaks if k not in snap.listings_by_id]:
+            self.live.forget(gone)
             self._quiet_until.pop(gone, None)
 
     async def close(self) -> None:

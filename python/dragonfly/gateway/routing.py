@@ -21,10 +21,14 @@ another strategy.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from dragonfly.domain.quality import market_quality
+from dragonfly.domain.trade import AttemptPlan, context_refusal, tokens_needed, within_context
 from dragonfly.errors import ModelNotFound, NoListingMatchesProfile
+from dragonfly.gateway.override import Override, narrow, stricter_fallback, within_key_profile
 from dragonfly.gateway.snapshot import KeyInfo, ListingInfo, ProfileInfo, Snapshot
 from dragonfly.native.market import (
     STRATEGIES,
@@ -164,3 +168,51 @@ class Router:
                 if reason is not None and row.get("excluded") == "status_paused":
                     row["excluded"] = reason
         return rows
+
+
+def plan_route(
+    router: Router,
+    snap: Snapshot,
+    *,
+    kind: str,
+    model: str,
+    prompt_tokens: int,
+    max_tokens: int | None,
+    key_profile: ProfileInfo,
+    profile: ProfileInfo,
+    override: Override | None,
+    now_ms: int,
+    seed: int,
+    observe_rank: Callable[[float], None] | None = None,
+) -> tuple[list[ListingInfo], AttemptPlan]:
+    """The listings a request may go to, best first, and its fallback plan (domain/trade.py): the data
+    plane's routing decision for one request (gateway/chat.py), and the market simulator's
+    (dragonfly/simulate). `max_tokens` is the buyer's (None for embeddings); `observe_rank` is given the
+    native ranking's duration in seconds."""
+    needed = tokens_needed(prompt_tokens, max_tokens)
+    listed = [x for x in snap.listings_by_model.get(model, ()) if x.kind == kind and x.routable]
+    if listed and not within_context(listed, needed):
+        # Refused before any seller sees it: no listing of this model could take the prompt.
+        largest = max(x.context_length or 0 for x in listed)
+        raise context_refusal(model, prompt_tokens, max_tokens, largest)
+    attempts, retry_on = profile.fallback_attempts, profile.retry_on
+    # A short list is enough to fall back on; a filtering override sees the whole ranking.
+    limit = attempts + 4 if override is None else len(listed) + 1
+    if observe_rank is None:
+        candidates = router.candidates(snap, profile, model, kind, now_ms, seed, limit)
+    else:
+        ranking = time.perf_counter_ns()
+        candidates = router.candidates(snap, profile, model, kind, now_ms, seed, limit)
+        observe_rank((time.perf_counter_ns() - ranking) / 1e9)
+    if profile is not key_profile:
+        candidates = within_key_profile(router.market, key_profile, snap, model, now_ms, seed, candidates)
+        attempts, retry_on = stricter_fallback(profile, key_profile)
+    candidates = narrow(candidates, override, model)
+    fitting = within_context(candidates, needed)
+    if not fitting:
+        raise NoListingMatchesProfile(
+            f"No listing for `{model}` that satisfies the routing profile has a context window "
+            f"of {needed} tokens.",
+            headers={"x-should-retry": "false"},
+        )
+    return fitting, AttemptPlan(attempts, retry_on)
