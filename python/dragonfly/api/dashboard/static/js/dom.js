@@ -155,3 +155,44 @@ export function table(headers, rows, attrs) {
 export function section(title, ...children) {
   return h("section", { class: "card" }, h("h2", {}, title), ...children);
 }
+
+/** Ask twice before something with consequences, without a modal dialog: the first click arms the button
+ * (`confirmLabel`, for 5 s), the second runs `action` once; then it is itself again. */
+export function confirmButton(label, confirmLabel, action, attrs) {
+  const button = h("button", { type: "button", class: "small danger", ...(attrs || {}) }, label);
+  let armed = false;
+  let timer;
+  const disarm = () => { armed = false; button.textContent = label; button.classList.remove("armed"); };
+  button.addEventListener("click", async () => {
+    if (!armed) {
+      armed = true;
+      button.textContent = confirmLabel;
+      button.classList.add("armed");
+      timer = setTimeout(disarm, 5000);
+      return;
+    }
+    clearTimeout(timer);
+    button.disabled = true;
+    try {
+      await action();
+    } finally {
+      disarm();
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+/** A button that runs an async action once at a time. */
+export function actionButton(label, action, attrs) {
+  const button = h("button", { type: "button", class: "small", ...(attrs || {}) }, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await action();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}

@@ -3,7 +3,7 @@
 // revoke. `/api/keys` and `/api/routing/profiles` only.
 
 import { api } from "../api.js";
-import { cents, cidrs, codeBlock, copy, errorBox, field, fields, h, notify, section, table } from "../dom.js";
+import { cents, cidrs, codeBlock, confirmButton, copy, errorBox, field, fields, h, notify, section, table } from "../dom.js";
 import * as keystore from "../keystore.js";
 
 export const title = "API keys";
@@ -22,30 +22,6 @@ function profileSelect(profiles, selected) {
     h("option", { value: "" }, "account default"),
     profiles.map((p) => h("option", { value: p.id, selected: p.id === selected && !p.is_default },
       p.name + " (" + p.strategy + ")" + (p.is_default ? ", default" : ""))));
-}
-
-/** Ask twice before something that cannot be undone (no modal dialog: it works the same everywhere). */
-function confirmButton(label, confirmLabel, action) {
-  const button = h("button", { type: "button", class: "small danger" }, label);
-  let armed = false;
-  let timer;
-  button.addEventListener("click", async () => {
-    if (!armed) {
-      armed = true;
-      button.textContent = confirmLabel;
-      button.classList.add("armed");
-      timer = setTimeout(() => { armed = false; button.textContent = label; button.classList.remove("armed"); }, 5000);
-      return;
-    }
-    clearTimeout(timer);
-    button.disabled = true;
-    try {
-      await action();
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return button;
 }
 
 function showNewKey(panel, key, note) {

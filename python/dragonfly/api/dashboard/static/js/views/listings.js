@@ -5,7 +5,7 @@
 // unsuspend), its probe runs and its price history. `/v1/pool/*` and `/v1/market/*` only.
 
 import { api } from "../api.js";
-import { errorBox, field, fields, h, int, notify, section, table, when } from "../dom.js";
+import { actionButton, confirmButton, errorBox, field, fields, h, int, notify, section, table, when } from "../dom.js";
 
 export const title = "Listings";
 
@@ -52,44 +52,6 @@ const RULE_PROBE = "Admission probe: real requests to your upstream (models list
   + "A new listing is pending until it passes. Its cost is the platform's.";
 
 // ---- small helpers ------------------------------------------------------------------------------
-
-/** Ask twice before something that cannot be undone (no modal dialog: it works the same everywhere). */
-function confirmButton(label, confirmLabel, action, attrs) {
-  const button = h("button", { type: "button", class: "small danger", ...(attrs || {}) }, label);
-  let armed = false;
-  let timer;
-  button.addEventListener("click", async () => {
-    if (!armed) {
-      armed = true;
-      button.textContent = confirmLabel;
-      button.classList.add("armed");
-      timer = setTimeout(() => { armed = false; button.textContent = label; button.classList.remove("armed"); }, 5000);
-      return;
-    }
-    clearTimeout(timer);
-    button.disabled = true;
-    try {
-      await action();
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return button;
-}
-
-/** A button that runs an async action once at a time. */
-function actionButton(label, action, attrs) {
-  const button = h("button", { type: "button", class: "small", ...(attrs || {}) }, label);
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    try {
-      await action();
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return button;
-}
 
 /** "0.4" -> "$0.40"; exact: the API's decimal string is padded, never rounded. */
 function price(value) {

@@ -4,7 +4,7 @@
 // `/v1/pool/providers`, `/v1/pool/keys` and (to count listings per key) `/v1/market/listings`.
 
 import { api } from "../api.js";
-import { errorBox, field, fields, h, notify, section, table, when } from "../dom.js";
+import { confirmButton, errorBox, field, fields, h, notify, section, table, when } from "../dom.js";
 
 export const title = "Pool keys";
 
@@ -15,30 +15,6 @@ function td(label, attrs, ...children) {
     attrs = {};
   }
   return h("td", { "data-label": label, ...attrs }, label === "" ? children : h("div", { class: "cell" }, children));
-}
-
-/** Ask twice before something that cannot be undone (no modal dialog: it works the same everywhere). */
-function confirmButton(label, confirmLabel, action, attrs) {
-  const button = h("button", { type: "button", class: "small danger", ...(attrs || {}) }, label);
-  let armed = false;
-  let timer;
-  button.addEventListener("click", async () => {
-    if (!armed) {
-      armed = true;
-      button.textContent = confirmLabel;
-      button.classList.add("armed");
-      timer = setTimeout(() => { armed = false; button.textContent = label; button.classList.remove("armed"); }, 5000);
-      return;
-    }
-    clearTimeout(timer);
-    button.disabled = true;
-    try {
-      await action();
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return button;
 }
 
 const HEALTH = {

@@ -6,7 +6,7 @@
 // ids, to flag a misspelt one) only.
 
 import { api } from "../api.js";
-import { errorBox, field, h, notify, section, table } from "../dom.js";
+import { confirmButton, errorBox, field, h, notify, section, table } from "../dom.js";
 
 export const title = "Routing profiles";
 
@@ -153,33 +153,6 @@ function fallbackOf(p) {
 
 function hedgeOf(p) {
   return p.hedge && p.hedge.enabled ? "after " + p.hedge.after_ms + " ms" : "off";
-}
-
-/** Ask twice before something that cannot be undone (no modal dialog: it works the same everywhere). */
-function confirmButton(label, confirmLabel, action) {
-  const button = h("button", { type: "button", class: "small danger" }, label);
-  let armed = false;
-  let timer;
-  button.addEventListener("click", async () => {
-    if (!armed) {
-      armed = true;
-      button.textContent = confirmLabel;
-      button.classList.add("armed");
-      timer = setTimeout(() => { armed = false; button.textContent = label; button.classList.remove("armed"); }, 5000);
-      return;
-    }
-    clearTimeout(timer);
-    button.disabled = true;
-    try {
-      await action();
-    } finally {
-      armed = false;
-      button.disabled = false;
-      button.textContent = label;
-      button.classList.remove("armed");
-    }
-  });
-  return button;
 }
 
 /** The profile form, for a new profile (`profile` null) or an existing one. `known` holds the provider

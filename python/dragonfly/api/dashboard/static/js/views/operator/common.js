@@ -3,6 +3,8 @@
 
 import { copy, h, table } from "../../dom.js";
 
+export { confirmButton } from "../../dom.js";
+
 /** The five routing features, in the API's order, with what each one measures. */
 export const FEATURES = [
   ["price", "Price", "The cheapest listing's price over this one's (1 = the cheapest of the model)."],
@@ -97,31 +99,6 @@ export function badge(text, kind) {
   return h("span", { class: "badge" + (kind ? " " + kind : "") }, text);
 }
 
-/** Ask twice before something with consequences (the second click within 5 s does it). */
-export function confirmButton(label, confirmLabel, action, attrs) {
-  const button = h("button", { type: "button", class: "small danger", ...(attrs || {}) }, label);
-  let armed = false;
-  let timer;
-  const disarm = () => { armed = false; button.textContent = label; button.classList.remove("armed"); };
-  button.addEventListener("click", async () => {
-    if (!armed) {
-      armed = true;
-      button.textContent = confirmLabel;
-      button.classList.add("armed");
-      timer = setTimeout(disarm, 5000);
-      return;
-    }
-    clearTimeout(timer);
-    disarm();
-    button.disabled = true;
-    try {
-      await action();
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return button;
-}
 
 /** A table that becomes one card per row on a phone: each cell carries its column's name. */
 export function cardTable(headers, rows, attrs) {
