@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,10 +32,7 @@ from support.dashboard import (
     shot,
     signed_up,
 )
-from support.market import MODEL, market_settings, seed_buyer, seed_listing, start_serve
-from support.processes import ProcessGroup
-
-from dragonfly.demo.seller import DemoSeller
+from support.market import MODEL, seed_buyer
 
 SELLER = ("seller@e2e.test", "seller-password-1")  # seed_listing's seller account
 TEXT = (
@@ -99,17 +95,9 @@ def trades(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module")
 def released(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trades]:
     """Like `running_site`, with a 2 s lock window: two honest trades, released to available."""
-    tmp = tmp_path_factory.mktemp("released")
-    processes = ProcessGroup(tmp / "proc-logs")
-    seller = DemoSeller().run_in_thread()
-    failed_before = request.session.testsfailed
-    try:
-        settings = market_settings(f"sqlite:///{tmp / 'df.db'}", tmp / "data")
-        asyncio.run(seed_listing(settings, seller.seller))
-        _, key = asyncio.run(seed_buyer(settings, credit_cents=500))
-        env = {"DRAGONFLY_EARNINGS_LOCK_S": "2", "DRAGONFLY_SETTLEMENT_PERIOD_S": "0.3"}
-        origin = start_serve(processes, settings, extra_env=env)
-        site = Site(origin, Path(settings.mail_dir), seller.seller.api_key, seller.seller.base_url, settings)
+    env = {"DRAGONFLY_EARNINGS_LOCK_S": "2", "DRAGONFLY_SETTLEMENT_PERIOD_S": "0.3"}
+    with running_site(request, tmp_path_factory.mktemp("released"), extra_env=env) as site:
+        _, key = asyncio.run(seed_buyer(site.settings, credit_cents=500))
         honest = [chat(site, key) for _ in range(2)]
         out = Trades(site, cookie_session(site, *SELLER), honest, {})
         deadline = time.monotonic() + 20
@@ -117,11 +105,6 @@ def released(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             assert time.monotonic() < deadline, "the locked earnings were never released"
             time.sleep(0.2)
         yield out
-    finally:
-        processes.stop_all()
-        seller.stop()
-        if request.session.testsfailed > failed_before:
-            processes.dump()
 
 
 def rest(trades: Trades, path: str, **params: str) -> Any:

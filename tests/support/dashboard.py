@@ -40,16 +40,18 @@ class Site:
 
 
 @contextmanager
-def running_site(request: pytest.FixtureRequest, tmp: Path) -> Iterator[Site]:
-    """`dragonfly serve` on SQLite with one active listing on a demo seller; process logs dumped when a
-    test under it failed."""
+def running_site(
+    request: pytest.FixtureRequest, tmp: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Site]:
+    """`dragonfly serve` on SQLite with one active listing on a demo seller (`extra_env`: more settings for
+    `serve`); process logs dumped when a test under it failed."""
     processes = ProcessGroup(tmp / "proc-logs")
     seller = DemoSeller().run_in_thread()
     failed_before = request.session.testsfailed
     try:
         settings = market_settings(f"sqlite:///{tmp / 'df.db'}", tmp / "data")
         asyncio.run(seed_listing(settings, seller.seller))
-        origin = start_serve(processes, settings)
+        origin = start_serve(processes, settings, extra_env=extra_env)
         yield Site(
             origin=origin,
             mail_dir=Path(settings.mail_dir),
