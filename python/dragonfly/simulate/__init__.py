@@ -8,7 +8,8 @@ seed.
 
 One concern per module: `scenario` (the TOML schema), `distributions`, `behaviours` (the seller
 library), `traffic`, `events` (virtual time), `market` (snapshot, router, state store), `trade` (one
-request's attempts), `health`, `pricing`, `metrics`, `report`, `engine` (the loop), `cli`.
+request's attempts), `health`, `pricing`, `metrics`, `report`, `engine` (the loop), `plots` (PNG, lazy
+matplotlib), `sweep` (weight search, Pareto front), `apply` (PUT the chosen weights), `cli`.
 """
 
 from __future__ import annotations
