@@ -225,3 +225,43 @@ def test_stream_is_not_continued_when_the_profile_has_no_fallback(market: Market
     assert r["tokens_completion"] > 0 and Decimal(r["total_cost_usd"]) > 0
     assert market.pricey_seller.stats.requests == pricey_before
     m.assert_books_clean()
+
+
+def test_a_continuation_the_budget_cannot_cover_ends_the_stream_as_refused(market: Market) -> None:
+    m = market.m
+    # A key whose monthly budget (1 cent) covers CHEAP's hold for max_tokens 15000 (0.50 per Mtok) but
+    # not PRICEY's for the rest (1.00 per Mtok): the next leg's admission is refused.
+    made = requests.post(
+        f"{m.origin}/api/routing/profiles", json={"name": "b", "strategy": "cost_first"}, headers=m.buyer
+    )
+    assert made.status_code == 201, made.text
+    created = requests.post(
+        f"{m.origin}/api/keys",
+        json={"routing_profile_id": made.json()["id"], "monthly_budget_cents": 1},
+        headers=m.buyer,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    key = str(created.json()["key"])
+    pricey_before = market.pricey_seller.stats.requests
+    m.cheap_seller.config.drop_mid_stream_after = 3
+    received: list[str] = []
+    raw = _client(market.origin(), key).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": PROMPT}], stream=True, max_tokens=15000
+    )
+    request_id = raw.headers["x-request-id"]
+    # The documented end of a stream that could not be continued: the error event, then [DONE].
+    with pytest.raises(APIError, match="failed mid-stream"):
+        for c in raw.parse():
+            received.append(c.choices[0].delta.content or "" if c.choices else "")
+    assert "".join(received) == "Echo: Hello "
+    r = market.receipt(key, request_id)
+    # Not `cancelled`: the trade says why it ended.
+    assert (r["status"], r["error_code"], r["finish_reason"]) == ("failed", "budget_exceeded", "error")
+    assert Decimal(r["total_cost_usd"]) == 0
+    (broken,) = r["attempts"]
+    assert (broken["listing_id"], broken["status"]) == (m.cheap, "continued")
+    part = market.receipt(key, broken["trade_id"])
+    assert part["status"] == "continued" and Decimal(part["total_cost_usd"]) > 0
+    assert market.pricey_seller.stats.requests == pricey_before  # refused before PRICEY was called
+    m.assert_books_clean()

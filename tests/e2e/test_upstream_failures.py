@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import requests
-from support.market import market_settings, seed_buyer, seed_listing, start_serve
+from support.market import login, market_settings, seed_buyer, seed_listing, start_serve
 from support.processes import ProcessGroup
 
 from dragonfly.demo.seller import DemoSeller
@@ -128,3 +129,42 @@ def test_a_seller_refusing_its_own_credentials_falls_back_to_another(
         (cheap_id, "http_401"),
         (good_id, None),
     ]
+
+
+def test_a_body_broken_after_its_head_falls_back_and_is_billed_once(
+    database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    # Honest at admission; afterwards the cheap seller answers 200 and breaks its body off. Nothing has
+    # reached the buyer yet: the attempt failed (health hears of it, its hold is voided) and the next
+    # listing answers, billed once.
+    settings = market_settings(database_url, tmp_path / "data")
+    broken, healthy = demo_seller_factory(), demo_seller_factory()
+    _, cheap_id = asyncio.run(seed_listing(settings, broken, input_price="0.10", output_price="0.10"))
+    _, good_id = asyncio.run(seed_listing(settings, healthy, seller_email="healthy@e2e.test"))
+    buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))
+    origin = start_serve(processes, settings)
+    broken.config.break_body_after_bytes = 20
+    r = requests.post(
+        f"{origin}/v1/chat/completions",
+        json={"model": "demo/echo-1", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "Echo: Hello"
+    receipt = requests.get(
+        f"{origin}/v1/generation",
+        params={"id": r.headers["x-request-id"]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()["data"]
+    assert receipt["status"] == "completed" and receipt["listing_id"] == good_id
+    assert [(a["listing_id"], a["status"], a.get("error_type")) for a in receipt["attempts"]] == [
+        (cheap_id, "error", "broken_body"),
+        (good_id, "ok", None),
+    ]
+    # Billed once, by the listing that answered; the broken attempt's hold was voided.
+    charged = 1_000_000 - asyncio.run(_buyer_balance(settings.database_url, buyer_id))
+    assert charged == int(Decimal(receipt["total_cost_usd"]) * 1_000_000) > 0
+    balance = requests.get(f"{origin}/api/billing/balance", headers=login(origin), timeout=10).json()
+    assert Decimal(balance["held_usd"]) == 0, balance

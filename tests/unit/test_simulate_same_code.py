@@ -23,7 +23,7 @@ from dragonfly.domain.calendar import month_of
 from dragonfly.errors import DragonflyError
 from dragonfly.gateway import routing
 from dragonfly.gateway.chat import Inference
-from dragonfly.gateway.h1 import UpstreamConnectError, UpstreamTimedOut
+from dragonfly.gateway.h1 import UpstreamBroken, UpstreamConnectError, UpstreamTimedOut
 from dragonfly.gateway.routing import Router
 from dragonfly.gateway.trade import TradeState
 from dragonfly.native.tokens import preparse_request
@@ -113,11 +113,14 @@ ANSWER = orjson.dumps(
 
 def _scenario(outcomes: list[str], fallback: dict[str, Any] | None) -> Any:
     """One listing per outcome, cheapest first (cost_first ranks them in that order): `ok`, or how
-    every call to it fails (`connect_error`, `timeout`, `http_<status>`)."""
+    every call to it fails (`connect_error`, `timeout`, `http_<status>`, or `broken_body`: a 200 whose
+    body breaks off)."""
     listings = []
     for i, outcome in enumerate(outcomes):
         behaviour: dict[str, Any] = {"kind": "honest"}
-        if outcome != "ok":
+        if outcome == "broken_body":
+            behaviour = {"kind": "dies_mid_stream", "rate": 1}
+        elif outcome != "ok":
             behaviour = {"kind": "outage", "windows": [[0, 10**6]], "fails_as": outcome}
         price = f"0.{i + 1}0"
         listings.append(
@@ -155,17 +158,19 @@ def _simulated(scenario: Any, prompt_tokens: int) -> tuple[list[tuple[str, str]]
         done(t, outcome, code, ttft, served)
 
     engine.request_done = record  # type: ignore[method-assign]
-    trade = SimTrade(engine, Request(1, 0, MODEL, prompt_tokens, 1, 4096, False))
+    trade = SimTrade(engine, Request(1, 0, MODEL, prompt_tokens, 5, 4096, False))
     trade.start()
     engine.clock.run(600_000)
     return trade.attempts, ended[0]
 
 
 class _Response:
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes | None) -> None:
         self.status, self._body = status, body
 
     async def read(self, limit: int) -> bytes:
+        if self._body is None:
+            raise UpstreamBroken("the body broke off")
         return self._body
 
     def release(self) -> None:
@@ -187,6 +192,8 @@ class _Upstream:
             raise UpstreamTimedOut("silent")
         if outcome == "ok":
             return _Response(200, ANSWER)
+        if outcome == "broken_body":
+            return _Response(200, None)
         return _Response(int(outcome[5:]), b'{"error":{"message":"no"}}')
 
 
@@ -264,6 +271,9 @@ def _gateway(scenario: Any, outcomes: list[str]) -> tuple[list[tuple[str, str]],
         (["http_429", "ok", "ok"], {"retry_on": ["timeout", "5xx"]}),
         (["http_502", "ok", "ok"], {"enabled": False}),
         (["connect_error", "connect_error", "connect_error"], None),
+        (["broken_body", "ok", "ok"], None),
+        (["broken_body", "http_503", "ok"], {"max_attempts": 2}),
+        (["broken_body", "ok", "ok"], {"retry_on": ["timeout"]}),
     ],
 )
 def test_the_same_request_makes_the_same_attempts_as_the_gateway(

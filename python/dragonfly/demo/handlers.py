@@ -131,9 +131,25 @@ class SellerHandlers:
         delay = cfg.first_token_delay_s + cfg.chunk_delay_s * (len(answer.words) - 1)
         if delay > 0:
             await asyncio.sleep(delay)
+        if cfg.break_body_after_bytes is not None:
+            return await self._broken_body(
+                request, shapes.completion(cid, created, model, answer.text, answer.finish_reason, usage)
+            )
         self.stats.completed += 1
         resp = _json(shapes.completion(cid, created, model, answer.text, answer.finish_reason, usage))
         resp.headers["x-request-id"] = f"req_demo_{n}"
+        return resp
+
+    async def _broken_body(self, request: web.Request, completion: dict[str, Any]) -> web.StreamResponse:
+        """A 200 whose head declares the whole body, then `break_body_after_bytes` of it and a closed
+        connection."""
+        body = orjson.dumps(completion)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[: self.config.break_body_after_bytes])
+        if request.transport is not None:
+            request.transport.close()
         return resp
 
     async def _stream(

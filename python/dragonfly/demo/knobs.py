@@ -19,6 +19,9 @@ class SellerConfig:
     chunks: int | None = None  # force exactly this many content chunks (answer words repeated)
     fail_status: int | None = None  # answer every chat/embeddings/speech request with this HTTP error
     drop_mid_stream_after: int | None = None  # close the connection after writing N SSE events (audio chunks)
+    # Non-streamed chat: answer 200 with the whole body's content-length, send only this many bytes of
+    # the body, then close the connection (a body that breaks after its head).
+    break_body_after_bytes: int | None = None
     omit_usage: bool = False  # never report usage (non-stream body, stream usage chunk, embeddings)
     end_delay_s: float = 0.0  # pause between a stream's `data: [DONE]` and the end of its body
     usage_multiplier: float = 1.0  # multiply the token counts it reports (an over-reporting seller)
@@ -43,6 +46,8 @@ class SellerConfig:
             raise ValueError("fail_status must be an HTTP error status (400-599)")
         if self.drop_mid_stream_after is not None and self.drop_mid_stream_after < 0:
             raise ValueError("drop_mid_stream_after must be >= 0")
+        if self.break_body_after_bytes is not None and self.break_body_after_bytes < 0:
+            raise ValueError("break_body_after_bytes must be >= 0")
         for name in ("usage_multiplier", "prompt_usage_multiplier"):
             value = getattr(self, name)
             if value is None and name != "usage_multiplier":

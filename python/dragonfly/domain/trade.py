@@ -11,6 +11,7 @@ Vocabulary (the values of a profile's `fallback.retry_on`): `429`, `5xx`, `timeo
 | upstream 200                             | relay                                                     |
 | upstream 400 / 413 / 422                 | stop: 400 with the seller's message (the request is bad)  |
 | upstream 429, 5xx, timeout, connect error| next listing if in retry_on and attempts remain, else stop|
+| upstream 200, broken before it is relayed| as 5xx (`broken`); a body that goes silent as a timeout     |
 | upstream other status (401, 403, 404...) | as 5xx: the seller's fault (a revoked provider key, a     |
 |                                          | model it no longer serves), so another listing may answer |
 | no listing left                          | the last upstream error; else 429 rate_limited when caps  |

@@ -22,7 +22,6 @@ from dragonfly.errors import (
     InvalidRequest,
     ServiceUnavailable,
     UpstreamError,
-    UpstreamTimeout,
 )
 from dragonfly.gateway.auth import check_ip, client_ip
 from dragonfly.gateway.failpoints import Failpoints
@@ -31,7 +30,7 @@ from dragonfly.gateway.legs import Leg, Route, continuation_body
 from dragonfly.gateway.override import Override, override_profile, parse_override
 from dragonfly.gateway.routing import plan_route
 from dragonfly.gateway.snapshot import ListingInfo, ProfileInfo
-from dragonfly.gateway.trade import Attempt, TradeState, Usage, usage_from
+from dragonfly.gateway.trade import Attempt, TradeState, Usage, stream_throughput_tps, usage_from
 from dragonfly.gateway.upstream import (
     H1Response,
     UpstreamConnectError,
@@ -60,6 +59,11 @@ MAX_UPSTREAM_BODY = 32 * 1024 * 1024
 SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
 # A call the drain deadline cut (gateway/drain.py): the buyer may retry it on another instance.
 DRAINED_MESSAGE = "The gateway is shutting down; retry the request."
+
+
+class _FellBack(Exception):
+    """A seller's 200 failed before anything reached the buyer (its body broke off): the attempt is
+    recorded as failed, its hold voided, and the plan said to try the next listing."""
 
 
 def _upstream_error_message(raw: bytes) -> str | None:
@@ -231,7 +235,10 @@ class Inference:
                 step = await self._outcome(trade, leg, plan, exc)
             else:
                 if resp.status == 200:
-                    return await self._win(proto, resp, trade, leg, route)
+                    try:
+                        return await self._win(proto, resp, trade, leg, route)
+                    except _FellBack:
+                        continue
                 step = await self._outcome(trade, leg, plan, resp)
             if step.error is not None:
                 raise step.error
@@ -276,7 +283,10 @@ class Inference:
                     step = await self._outcome(trade, leg, plan, exc if exc is not None else task.result())
                     if step is RELAY:
                         await self._drop_losers(trade, racing)
-                        return await self._win(proto, task.result(), trade, leg, route)
+                        try:
+                            return await self._win(proto, task.result(), trade, leg, route)
+                        except _FellBack:
+                            break  # the winner's body broke off: on to the next listing
                     if step.error is not None:
                         raise step.error
                 if not racing and not exhausted:
@@ -401,6 +411,7 @@ class Inference:
     def _take(self, trade: TradeState, leg: Leg) -> None:
         """The trade is served by `leg` from now on: its listing, hold and what the hold covers."""
         trade.listing, trade.hold, trade.hold_id = leg.listing, leg.hold, leg.hold_id
+        trade.served_ns = leg.t0
         if trade.attempts:  # another leg was admitted before: restore this listing's hold basis
             self._hold(trade, leg.listing, leg.pre)
 
@@ -416,7 +427,7 @@ class Inference:
         """Relay the seller's 200 answer to the buyer and settle the trade; returns its status."""
         if trade.streamed:
             return await self._relay_stream(proto, resp, trade, leg, route)
-        await self._relay_body(proto, resp, trade, leg)
+        await self._relay_body(proto, resp, trade, leg, route.plan)
         return "completed", None
 
     async def _fail_attempt(
@@ -456,10 +467,12 @@ class Inference:
     def _record_health(self, trade: TradeState, ok: bool, usage: Usage) -> None:
         assert trade.listing is not None
         tps = None
-        total_ms = trade.elapsed_ms()
-        # Throughput only means something for a stream (a whole body arrives at once).
-        if trade.streamed and trade.ttft_ms is not None and total_ms > trade.ttft_ms and usage.completion:
-            tps = usage.completion * 1000.0 / (total_ms - trade.ttft_ms)
+        # Throughput only means something for a stream (a whole body arrives at once); it is the serving
+        # leg's own, from when the request was sent to it (not the request's start: earlier attempts
+        # are not this listing's time).
+        if trade.streamed:
+            leg_ms = (time.perf_counter_ns() - (trade.served_ns or trade.started_ns)) // 1_000_000
+            tps = stream_throughput_tps(usage.completion, leg_ms, trade.ttft_ms)
         if stream_outcome(ok, trade.finish_reason) != "neutral":  # a buyer's cancel is not the seller's
             self.rt.router.market.record_result(
                 trade.listing.id,
@@ -470,21 +483,34 @@ class Inference:
             )
         self.rt.health.finished(trade.listing, ok, trade.finish_reason)
 
-    async def _relay_body(self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg) -> None:
+    async def _relay_body(
+        self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, plan: AttemptPlan
+    ) -> None:
         pre = leg.pre
+        step = None
         try:
             raw = await resp.read(MAX_UPSTREAM_BODY)
         except UpstreamDrained:
             await self._fail_attempt(trade, leg, "cancelled", "drained", health=False)
             raise ServiceUnavailable(DRAINED_MESSAGE) from None
-        except UpstreamTimedOut:
-            await self._fail_attempt(trade, leg, "timeout", "timeout")
-            raise UpstreamTimeout("The upstream provider timed out.") from None
         except UpstreamFailure as exc:
-            await self._fail_attempt(trade, leg, "error", type(exc).__name__)
-            raise UpstreamError("The upstream provider failed while answering.") from None
+            # The body broke off (or went silent) after its 200 head, before anything reached the buyer:
+            # a failed attempt like one before the head, so the plan may fall back (`timeout`, else
+            # `5xx`), and the leg's `ok` attempt becomes its failure.
+            if trade.attempts and trade.attempts[-1].status == "ok":
+                trade.attempts.pop()
+            if isinstance(exc, UpstreamTimedOut):
+                await self._fail_attempt(trade, leg, "timeout", "timeout")
+                step = plan.unreachable("timeout")
+            else:
+                await self._fail_attempt(trade, leg, "error", "broken_body")
+                step = plan.broken()
         finally:
             resp.release()
+        if step is not None:
+            if step.error is not None:
+                raise step.error
+            raise _FellBack
         trade.ttft_ms = (time.perf_counter_ns() - leg.t0) // 1_000_000
         assert trade.listing is not None
         try:
@@ -572,8 +598,9 @@ class Inference:
                     log.warning("upstream stream broke: %s", type(exc).__name__)
                     resp.close()
                     taken = await self._continue_stream(trade, splicer, leg, route, exc)
-                    if taken is None:
-                        status, error_code = "failed", "upstream_error"
+                    if taken is None or isinstance(taken, DragonflyError):
+                        # Not continued: the documented error event; a refused next leg says why.
+                        status, error_code = "failed", "upstream_error" if taken is None else taken.code
                         tail = splicer.error_event(
                             "The upstream provider failed mid-stream.", "upstream_error"
                         )
@@ -634,12 +661,13 @@ class Inference:
 
     async def _continue_stream(
         self, trade: TradeState, splicer: Any, leg: Leg, route: Route, exc: UpstreamFailure
-    ) -> tuple[H1Response, Leg] | None:
+    ) -> tuple[H1Response, Leg] | DragonflyError | None:
         """A stream broke after the buyer got bytes from `leg`: go on at the next listing with the text
         so far as an assistant prefix (domain/trade.py `continuation_refusal` says when not to). The
         broken part is billed first, as a trade of its own, to the seller that produced it; the prompt
         is not billed twice (the seller that broke bears it). Returns the new seller's 200 answer and
-        its leg (now the trade's), or None: the stream ends with an error event."""
+        its leg (now the trade's), or None — or the refusal that ended it when the buyer's balance or the
+        key's budget cannot cover the next leg: the stream ends with an error event."""
         produced = splicer.counted_completion_tokens - leg.counted_before
         pre = route.pre
         left = None if pre.max_tokens is None else pre.max_tokens - splicer.counted_completion_tokens
@@ -670,7 +698,14 @@ class Inference:
         route.pre = await _native_call(len(route.body), preparse_request, route.body, pre.encoding)
         trade.hold_completion_tokens = left if left is not None else DEFAULT_COMPLETION_HOLD
         plan = route.plan
-        while (nxt := await self._admit_next(trade, route)) is not None:
+        while True:
+            try:
+                nxt = await self._admit_next(trade, route)
+            except DragonflyError as err:  # insufficient balance, budget exceeded
+                log.info("stream not continued: %s", err.code)
+                return err
+            if nxt is None:
+                break
             nxt.t0 = time.perf_counter_ns()
             nxt.counted_before = splicer.counted_completion_tokens
             try:

@@ -85,6 +85,16 @@ def usage_from(
     )
 
 
+def stream_throughput_tps(completion_tokens: int, leg_ms: int, ttft_ms: int | None) -> float | None:
+    """Tokens per second a listing generated a stream at: its completion tokens over the time from its
+    first byte to its end. `leg_ms` (the leg's whole time) and `ttft_ms` are both counted from when the
+    request was sent to that listing, so time spent on earlier attempts (a fallback, a lost hedge) is
+    not charged to it. None when nothing was generated or no time passed."""
+    if ttft_ms is None or not completion_tokens or leg_ms <= ttft_ms:
+        return None
+    return completion_tokens * 1000.0 / (leg_ms - ttft_ms)
+
+
 @dataclass(slots=True)
 class Attempt:
     listing_id: str
@@ -124,7 +134,10 @@ class TradeState:
     # listing): settlement never bills more (invariant 3).
     hold_prompt_tokens: int = 0
     hold_completion_tokens: int = 0
-    ttft_ms: int | None = None
+    ttft_ms: int | None = None  # from when the request was sent to the listing that served it
+    # perf_counter_ns when the request was sent to the listing serving the trade (its leg's `t0`);
+    # 0 = not known, the request's start stands in.
+    served_ns: int = 0
     finish_reason: str | None = None
     characters: int | None = None  # of the request's input (speech), else None
 

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 from dragonfly.domain.health import stream_outcome
 from dragonfly.domain.trade import RELAY, Step
-from dragonfly.errors import DragonflyError, UpstreamError
+from dragonfly.errors import DragonflyError
 from dragonfly.gateway import routing
 from dragonfly.gateway.chat import DEFAULT_COMPLETION_HOLD, chat_hold
 from dragonfly.gateway.snapshot import ListingInfo
-from dragonfly.gateway.trade import TradeState, Usage, usage_from
+from dragonfly.gateway.trade import TradeState, Usage, stream_throughput_tps, usage_from
 from dragonfly.native.tokens import PreParsed
 from dragonfly.simulate.behaviours import Answer
 from dragonfly.simulate.sync import run_sync
@@ -121,6 +121,7 @@ class SimTrade:
         "req",
         "request_id",
         "seed",
+        "served_at",
         "t_arrival",
         "timer",
         "trade",
@@ -154,6 +155,7 @@ class SimTrade:
         self.first_byte: int | None = None
         self.continuing = False
         self.hedge_after: int | None = None
+        self.served_at = 0  # when the leg serving the trade was sent (`TradeState.served_ns`)
 
     # -- routing (gateway/chat.py `_trade`, `_attempts`) ------------------------------------------------
 
@@ -329,6 +331,7 @@ class SimTrade:
     def _take(self, leg: Leg) -> None:
         trade = self.trade
         trade.listing, trade.hold, trade.hold_id = leg.listing, leg.hold, leg.hold_id
+        self.served_at = leg.t0
         _, trade.hold_prompt_tokens = chat_hold(leg.listing, leg.prompt, trade.hold_completion_tokens)
 
     def _fail(self, err: DragonflyError) -> None:
@@ -345,9 +348,17 @@ class SimTrade:
         clock, trade = self.eng.clock, self.trade
         trade.ttft_ms = clock.now - leg.t0
         if not self.req.stream:
-            if answer.broken:  # the body broke off: no fallback once the seller answered 200
-                self._fail_attempt(leg, "error", "UpstreamBroken")
-                self._end("failed", UpstreamError.code)
+            if answer.broken:
+                # The body broke off after its 200 head, before anything reached the buyer
+                # (`_relay_body`): a failed attempt, the plan falls back as for a 5xx.
+                self.attempts.pop()
+                self._fail_attempt(leg, "error", "broken_body")
+                step = self.plan.broken()
+                if step.error is not None:
+                    raise step.error
+                if not self.racing and not self.exhausted:
+                    self._start_leg("fallback")
+                self._wait()
                 return
             self.first_byte = clock.now
             self.delivered = answer.served
@@ -408,8 +419,9 @@ class SimTrade:
     def _continue_next(self) -> None:
         try:
             nxt = self._admit_next()
-        except DragonflyError:
-            nxt = None
+        except DragonflyError as err:  # the balance or the budget cannot cover the next leg
+            self._end("failed", err.code)
+            return
         if nxt is None:  # no listing took the rest: each part served was billed as its own trade
             self._end("failed", "upstream_error")
             return
@@ -482,9 +494,8 @@ class SimTrade:
         listing = trade.listing
         assert listing is not None
         tps = None
-        total_ms = eng.clock.now - self.t_arrival  # `trade.elapsed_ms()`: since the request began
-        if trade.streamed and trade.ttft_ms is not None and total_ms > trade.ttft_ms and usage.completion:
-            tps = usage.completion * 1000.0 / (total_ms - trade.ttft_ms)
+        if trade.streamed:  # the serving leg's own throughput, from when it was sent
+            tps = stream_throughput_tps(usage.completion, eng.clock.now - self.served_at, trade.ttft_ms)
         if stream_outcome(ok, trade.finish_reason) != "neutral":
             eng.market.router.market.record_result(
                 listing.id,
