@@ -69,6 +69,7 @@ $(SYNC_STAMP): $(LOCK) | $(UV)
 # Rebuild when an input is newer than the stamp, or when the compiled extension is missing. The
 # dependencies are already there (from the lock): maturin only builds and installs dragonfly itself.
 $(INSTALL_STAMP): $(BUILD_INPUTS) $(SYNC_STAMP) $(if $(wildcard $(NATIVE_SO)),,FORCE)
+	@$(STEP) "build dependencies (the system libsqlite3 to link)" scripts/ensure-build-deps.sh
 	@$(STEP) "build and install (maturin develop --release)" \
 		$(MATURIN) develop --release --uv
 	@touch $@
@@ -103,7 +104,7 @@ lint: build
 	@$(STEP) "stubtest dragonfly._native" $(VENV_PY) -m mypy.stubtest dragonfly._native
 
 rust-test:
-	@$(STEP) "cargo test" cargo test -p dragonfly-core
+	@$(STEP) "cargo test" cargo test -p dragonfly-core -p dragonfly-io
 
 pytest: build
 	@$(STEP) "pytest" $(VENV_PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT)

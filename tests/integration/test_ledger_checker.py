@@ -23,6 +23,7 @@ from dragonfly.services.ledger_check import Violation, check_ledger, counts
 from dragonfly.storage.ports import Database, UniqueViolation
 from dragonfly.storage.sql import open_database
 from dragonfly.storage.sql.repos import ledger, trades
+from dragonfly.storage.sql.sqlite import SqliteDatabase
 from dragonfly.workers.settlement import release_due_earnings
 
 HOUR_MS = 3_600_000
@@ -193,6 +194,12 @@ async def _drop_settle_le_hold(db: Database) -> None:
     """Bypass the `cost_micros <= hold_micros` CHECK so only the checker stands between us and a bad row."""
     if db.dialect == "sqlite":
         await db.execute("PRAGMA ignore_check_constraints = ON")
+        # The pragma holds for the driver's own connection only: settle on it from here on, not on the
+        # native batch writer's connection.
+        assert isinstance(db, SqliteDatabase)
+        writer, db._writer = db._writer, None
+        if writer is not None:
+            writer.close()
         return
     names = await db.fetch_all(
         "SELECT conname FROM pg_constraint WHERE conrelid = 'trades'::regclass AND contype = 'c'"

@@ -214,7 +214,10 @@ class SettlementWriter:
             self._finished += n
             self._wake_flushers()
             if self._backlog:
-                self._wake.set()  # more arrived while committing: gather the next batch the same way
+                # More arrived while committing: gather the next batch the same way, after a turn of
+                # the loop (this batch's bookkeeping and the next one's first slice are two slices).
+                self._wake.set()
+                await asyncio.sleep(0)
             elif self._log.size > RESET_BYTES:
                 self._log.reset()  # everything in it is committed (nothing ran since the check)
 

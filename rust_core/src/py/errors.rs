@@ -43,6 +43,12 @@ create_exception!(
     NativeError,
     "Input bytes were not what the call expects (e.g. not JSON)."
 );
+create_exception!(
+    _native,
+    SqliteWriteError,
+    NativeError,
+    "A SQLite batch was not written: args are (kind, message), kind one of unique, constraint, transient, other."
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -52,5 +58,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TokenizerError", py.get_type::<TokenizerError>())?;
     m.add("MarketError", py.get_type::<MarketError>())?;
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
+    m.add("SqliteWriteError", py.get_type::<SqliteWriteError>())?;
     Ok(())
 }

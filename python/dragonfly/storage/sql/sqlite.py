@@ -4,6 +4,12 @@ Every statement runs under one asyncio lock, so a transaction sees only its own 
 interleaves on the shared connection. Other processes (the control plane and the data plane share the
 file) are serialised by SQLite itself; `busy_timeout` makes them wait instead of failing.
 
+The settlement batch (`write_batch`) has a connection and a thread of its own: the native batch writer
+(rust_core/io), which runs the whole transaction with the GIL released. Run on the event loop, the batch
+stalled every request on it for each statement and its COMMIT (about 600 µs per batch at the median
+under load); on a Python thread it would take the GIL back for every row. Its connection and this one
+are serialised by SQLite like two processes; readers here see a batch whole or not at all.
+
 Checkpoints run on a second connection on their own thread, not inside a commit: SQLite's automatic
 checkpoint copies the WAL into the database file (and fsyncs it) in whichever COMMIT crosses 1,000 pages,
 which is where a settlement batch on the event loop would pay for it. Profiles under load put that at
@@ -14,9 +20,8 @@ from its beginning only when it finds every frame checkpointed, and with commits
 new frame always lands while a checkpoint runs. Measured at 1,000 trades/s: the WAL grew past 350 MB in
 8 s, a PASSIVE checkpoint of it took up to 0.8 s, and the commit that finally restarted it truncated the
 file (`journal_size_limit`) inline, stalling the event loop 95–116 ms. So once the WAL passes
-`RESTART_WAL_BYTES` the checkpoint is a RESTART: it holds the write lock while it copies (the inline
-settlement batch, which never waits for a lock, goes to the database thread meanwhile) and then the
-next commit starts the WAL over.
+`RESTART_WAL_BYTES` the checkpoint is a RESTART: it holds the write lock while it copies (the settlement
+batch waits for it on its own thread) and then the next commit starts the WAL over.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dragonfly.logsampling import worth_logging
+from dragonfly.native.sqlite_batch import SqliteBatch, SqliteBatchWriter, SqliteWriteError, error_kind
 from dragonfly.storage.ports import Dialect, Executor, Row, UniqueViolation
 
 T = TypeVar("T")
@@ -43,6 +49,8 @@ BUSY_TIMEOUT_MS = 10_000  # other processes (the control plane) may hold the wri
 CHECKPOINT_EVERY_S = 1.0  # at most this often, and only when the WAL was written since the last one
 RESTART_WAL_BYTES = 16 * 1024 * 1024  # a WAL past this is checkpointed in RESTART mode
 RESTART_WAIT_MS = 250  # how long a RESTART checkpoint waits for writers and readers before giving up
+# `write_batch` converts at most this many parameters between two turns of the event loop (~0.02 µs each).
+SLICE_VALUES = 2048
 log = logging.getLogger("dragonfly.storage.sqlite")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -105,6 +113,9 @@ class SqliteDatabase(_SqliteExecutor):
         self._in_tx = False
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
+        # The settlement batch's own connection and thread (a file database only): see `write_batch`.
+        self._writer: SqliteBatchWriter | None = None
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-batch")
 
     async def connect(self) -> None:
         if self._path != ":memory:":
@@ -124,6 +135,9 @@ class SqliteDatabase(_SqliteExecutor):
         loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._pool, _open)
         if self._path != ":memory:":
+            self._writer = await loop.run_in_executor(
+                self._writer_pool, SqliteBatchWriter, self._path, BUSY_TIMEOUT_MS
+            )
             self._checkpointer = loop.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
 
     async def _checkpoint_loop(self) -> None:
@@ -197,8 +211,7 @@ class SqliteDatabase(_SqliteExecutor):
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
             # The statement keeps running on the connection: hold the caller's lock until it is done,
-            # or the settlement batch (which runs inline on the loop) could use the connection at the
-            # same time from another thread.
+            # or the next statement could use the connection while it runs.
             with contextlib.suppress(BaseException):
                 await fut
             raise
@@ -227,59 +240,58 @@ class SqliteDatabase(_SqliteExecutor):
                 _TX_OWNER.reset(token)
 
     async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """One transaction of fixed statements, each run for its rows (the settlement batch): committed
+        whole or not at all. A file database commits it on the native batch writer's connection, off the
+        event loop; only converting the rows runs here, `SLICE_VALUES` parameters at a time with a turn of
+        the loop between slices. Cancelled after the commit started, it waits for the commit to end: the
+        batch may then be in the database (callers replay by request id, idempotently)."""
+        writer = self._writer
+        if writer is None:
+            await self._write_batch_on_thread(steps)
+            return
+        batch = SqliteBatch()
+        for sql, rows in steps:
+            if not rows:
+                continue
+            translated = _translate(sql)
+            per = max(1, SLICE_VALUES // max(1, len(rows[0])))
+            for i in range(0, len(rows), per):
+                if batch.values:
+                    await asyncio.sleep(0)
+                batch.add(translated, rows[i : i + per])
+        fut = asyncio.get_running_loop().run_in_executor(self._writer_pool, writer.write, batch)
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await fut
+            raise
+        except SqliteWriteError as exc:
+            kind, message = error_kind(exc)
+            if kind == "unique":
+                raise UniqueViolation(message) from None
+            if kind == "constraint":
+                raise sqlite3.IntegrityError(message) from None
+            if kind == "transient":
+                raise sqlite3.OperationalError(message) from None
+            raise sqlite3.DatabaseError(message) from None
+
+    async def _write_batch_on_thread(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """`write_batch` on the driver's own connection and thread (an in-memory database, which no
+        other connection can open)."""
         translated = [(_translate(sql), rows) for sql, rows in steps if rows]
 
-        def _transaction(c: sqlite3.Connection) -> Generator[None, None, None]:
-            # The batch as one transaction that pauses (yields) before each statement after BEGIN and
-            # before COMMIT. Closed at a pause, GeneratorExit rolls it back.
+        def _run(c: sqlite3.Connection) -> None:
             c.execute("BEGIN IMMEDIATE")
             try:
                 for sql, rows in translated:
-                    yield
                     c.executemany(sql, rows)
-                yield
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
             c.execute("COMMIT")
 
-        def _run(c: sqlite3.Connection) -> None:  # on the database thread: no pauses
-            for _ in _transaction(c):
-                pass
-
-        async def _run_inline(c: sqlite3.Connection) -> None:
-            # A turn of the event loop at every pause: requests that arrived meanwhile take their step
-            # between the statements instead of waiting behind the whole batch (its COMMIT alone writes a
-            # WAL frame per touched page). No other statement can use the connection in between: the
-            # lock is held.
-            tx = _transaction(c)
-            try:
-                for _ in tx:
-                    await asyncio.sleep(0)
-            finally:
-                tx.close()  # cancelled at a pause: rolled back
-
         async with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise RuntimeError("database is closed")
-            # A small batch costs less inline (tens of µs) than a hop to the database thread with the GIL
-            # ping-pong that comes with it. Holding the lock, no other statement is in flight on the
-            # connection. Inline never waits for another process's write lock: then the batch goes to
-            # the thread, which may.
-            conn.execute("PRAGMA busy_timeout=0")
-            try:
-                await _run_inline(conn)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
-                    raise UniqueViolation(str(exc)) from None
-                raise
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await self._call(_run)
 
     async def close(self) -> None:
@@ -288,7 +300,13 @@ class SqliteDatabase(_SqliteExecutor):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
+        loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            # On the writer's thread: after a write still running there.
+            await loop.run_in_executor(self._writer_pool, writer.close)
+        self._writer_pool.shutdown(wait=False)
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await asyncio.get_running_loop().run_in_executor(self._pool, conn.close)
+            await loop.run_in_executor(self._pool, conn.close)
         self._pool.shutdown(wait=False)
