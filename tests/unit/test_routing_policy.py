@@ -129,3 +129,34 @@ def test_a_refusal_says_do_not_retry_only_when_nothing_live_could_lift_it() -> N
     with pytest.raises(NoListingMatchesProfile) as exc:
         router.candidates(snap, plain, MODEL, "chat", 1_000, 1, 5)
     assert "x-should-retry" not in exc.value.headers and exc.value.headers["retry-after"] == "1"
+
+
+def _ranked(router: Router, profile_id: str) -> list[str]:
+    return [
+        r["listing_id"]
+        for r in sorted(router.market.explain(MODEL, profile_id, 0, 0), key=lambda r: -r["score"])
+    ]
+
+
+def test_a_listing_new_to_the_market_starts_from_its_probe_ttft_not_the_average_of_the_others() -> None:
+    router = Router()
+    profile = _custom("fast", {"latency": 1.0})
+    slow, mid = _listing("slow", 1_000_000), _listing("mid", 1_000_000)
+    router.load(_snapshot([slow, mid], [profile]))
+    for _ in range(20):
+        router.market.record_result("slow", True, 400.0, None, 0)
+        router.market.record_result("mid", True, 200.0, None, 0)
+    # Without a probe figure a newcomer gets the others' average (300 ms): behind `mid` for ever, so it
+    # would never be tried and never measured.
+    unprobed = _listing("unprobed", 1_000_000)
+    router.load(_snapshot([slow, mid, unprobed], [profile]))
+    assert _ranked(router, "fast")[0] == "mid"
+    # Its passed probe answered in 100 ms: the newcomer ranks first and gets the traffic that measures it.
+    probed = _listing("probed", 1_000_000, probe_ttft_ms=100)
+    router.load(_snapshot([slow, mid, unprobed, probed], [profile]))
+    assert _ranked(router, "fast")[0] == "probed"
+    # Live samples take over; a later load does not put the probe figure back.
+    for _ in range(30):
+        router.market.record_result("probed", True, 600.0, None, 0)
+    router.load(_snapshot([slow, mid, unprobed, probed], [profile]))
+    assert _ranked(router, "fast")[0] == "mid"

@@ -3,7 +3,8 @@
 The Market keeps live stats (TTFT, throughput, success EWMAs) across snapshot reloads: listings and
 profiles are upserted and removed, never rebuilt from scratch. Each load applies, in this order, the
 operator's strategy weights (`GET/PUT /api/admin/routing/weights`), the listings with their quality, and
-the profiles — so the first ranking after a load already uses all three.
+the profiles — so the first ranking after a load already uses all three. A listing new to the market
+starts with its latest passed probe's time to first token as its first latency sample.
 
 A listing whose price keeps it from being routed (`ListingInfo.pricing_exclusion`, domain/pricing.py: a
 multiplier listing without a reference price, a payout below the seller's floor) is given to the market as
@@ -81,6 +82,14 @@ class Router:
                 quality=quality,
                 blend_live_success=blend,
             )
+            if listing.id not in self._listing_ids and listing.probe_ttft_ms is not None:
+                # New to the market: its passed probe's TTFT is its first latency sample. Without it the
+                # ranking gives the listing the average of the others, so a listing faster than that
+                # average but not the fastest seen never ranks first for a latency-weighted profile,
+                # never gets traffic and so never a live sample (found by the market simulator).
+                self.market.record_result(
+                    listing.id, True, float(listing.probe_ttft_ms), None, int(time.time() * 1000)
+                )
         for gone in self._listing_ids - snap.listings_by_id.keys():
             self.market.remove_listing(gone)
         self._listing_ids = set(snap.listings_by_id)

@@ -84,6 +84,9 @@ class ListingInfo:
     # override (None = computed).
     probe_quality: float | None = None
     quality_override: float | None = None
+    # The latest passed admission or re-probe's time to first token, ms (None: none recorded): the
+    # ranking's first latency sample of a listing it has no live traffic for yet.
+    probe_ttft_ms: int | None = None
     # What input_price is per: `token`, or `character` (speech listings only; docs/seller.md).
     price_unit: str = "token"
     # The seller's payout floor per 1M units (None: none), and why the listing's price keeps it from
@@ -195,6 +198,7 @@ async def load_snapshot(
             count_encoding=r["encoding"] or encoding_for_model(r["upstream_model"])[0],
             probe_quality=_float_or_none(r["probe_quality"]),
             quality_override=_float_or_none(r["quality_override"]),
+            probe_ttft_ms=None if r["probe_ttft_ms"] is None else int(r["probe_ttft_ms"]),
             price_unit=r["price_unit"],
             payout_floor=floor,
             pricing_exclusion=pricing.exclusion(

@@ -32,7 +32,11 @@ async def routable_listings(db: Executor) -> list[Row]:
         " l.cached_input_price, l.rpm_cap, l.concurrency_cap, l.context_length, l.encoding, l.price_unit,"
         " l.status, l.contract_status, l.payout_floor, l.reference_missing,"
         " p.id AS pool_key_id, p.provider, p.base_url, p.key_ciphertext, p.status AS pool_status,"
-        " q.probe_quality, q.quality_override"
+        " q.probe_quality, q.quality_override,"
+        # The latest passed probe's time to first token: the market's first sample of a listing new to
+        # it (gateway/routing.py `Router.load`). Index probe_runs_listing (listing_id, started_at).
+        " (SELECT r.ttft_ms FROM probe_runs r WHERE r.listing_id = l.id AND r.passed = 1"
+        " AND r.ttft_ms IS NOT NULL ORDER BY r.started_at DESC LIMIT 1) AS probe_ttft_ms"
         " FROM listings l JOIN pool_keys p ON p.id = l.pool_key_id"
         " LEFT JOIN listing_quality q ON q.listing_id = l.id"
         " WHERE l.deleted_at IS NULL AND p.deleted_at IS NULL"
