@@ -1,4 +1,4 @@
-"""`python -m benchmarks.load run | gate | streams | profile | plot | ab` (see benchmarks/README.md)."""
+"""`python -m benchmarks.load run | gate | streams | profile | plot | summary | ab` (benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -199,12 +199,32 @@ def ab(
     help="Where to write the PNG (default: load.png beside the results.json).",
 )
 def plot_cmd(results: Path, png: Path | None) -> None:
-    """Draw a run's results.json (a file, a run directory, or the newest run under a directory) as a PNG."""
+    """Draw a run (a results.json or streams.json, a run directory, or the newest run under a directory):
+    load.png (or --png), cpu.png and ttft.png beside it; stretch.png for a streams run."""
     from benchmarks.load import plot
 
     path = plot.find_results(results)
-    written = plot.plot(plot.load(path), png or path.with_name("load.png"))
-    click.echo(f"{path} -> {written}")
+    data = plot.load(path)
+    if plot.is_streams(data):
+        written = [plot.plot_streams(data, png or path.with_name("stretch.png"))]
+    else:
+        written = plot.plot_all(data, (png or path).parent, load_png=png or path.with_name("load.png"))
+    click.echo(f"{path} -> {', '.join(map(str, written))}")
+
+
+@cli.command("summary")
+@click.argument("results", type=click.Path(exists=True, path_type=Path), nargs=-1)
+def summary_cmd(results: tuple[Path, ...]) -> None:
+    """Print the summary table against the targets (benchmarks/load/goals.py) for past runs: a run's
+    results.json, an A/B run's JSON (benchmarks/runs/ab-*.json) or a streams.json (default: the newest load
+    run under benchmarks/results). With several, each row comes from the newest run that measured it."""
+    from benchmarks.load import summary
+
+    try:
+        table = summary.render(summary.from_files(list(results) or [harness.RESULTS]))
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(table, nl=False)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import plot, services, targets
+from benchmarks.load import plot, services, summary, targets
 from benchmarks.load.probe import ProbeResult, probe
 from benchmarks.load.services import TreeMeter
 from benchmarks.load.stats import hist_count, hist_mean, hist_percentile, merge
@@ -366,7 +366,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         # non-streamed (whole response), then streamed (time to the first `data:` byte).
         probes: dict[str, list[ProbeResult]] = {}
         stream_probes: dict[str, list[ProbeResult]] = {}
-        for _ in range(2):
+        # As many passes as rounds (at least two), so the summary can pair the floor and Dragonfly per pass.
+        for _ in range(max(2, cfg.rounds)):
             for t in started:
                 try:
                     probes.setdefault(t.name, []).append(
@@ -378,6 +379,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 except OSError as exc:
                     notes.setdefault(t.name, []).append(f"probe failed: {exc}")
         runs: dict[tuple[str, str], LoadRun] = {}
+        per_round: list[dict[str, Any]] = []
         unsupported: dict[tuple[str, str], str] = {}
         for scenario in cfg.scenarios:
             for t in started:
@@ -386,6 +388,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                     unsupported[(t.name, scenario)] = why
                     print(f"  {t.name}/{scenario}: not served ({why[:120]})", flush=True)
         for rnd in range(cfg.rounds):
+            this_round: dict[str, Any] = {"round": rnd + 1, "results": []}
+            per_round.append(this_round)
             for scenario in cfg.scenarios:
                 users = cfg.stream_users if is_stream(scenario) else cfg.users
                 rate = cfg.stream_rate / users if scenario == "stream-paced" else 0.0
@@ -404,6 +408,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                         seller_roots=[] if t is seller else seller.roots,
                     )
                     s = r.summary()
+                    this_round["results"].append(s)
                     print(
                         f"  round {rnd + 1} {scenario:6s} {t.name:9s} rps={s['rps']:8.1f} "
                         f"cpu/req={s['cpu_us_per_req']:9.1f}us errors={s['errors']}",
@@ -414,7 +419,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                         runs[key].add(r)
                     else:
                         runs[key] = r
-        result = {
+        result: dict[str, Any] = {
             "when": stamp,
             "command": " ".join(["python", "-m", "benchmarks.load", *sys.argv[1:]]),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -425,17 +430,25 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             "probe": {name: _merge_probes(ps) for name, ps in probes.items()},
             "stream_probe": {name: _merge_probes(ps) for name, ps in stream_probes.items()},
             "results": [r.summary() for r in runs.values()],
+            # Each round's figures (the summary takes medians over them, paired within a round) and the
+            # merged TTFT histograms of the stream scenarios (µs bucket → count: the CDF plot's samples).
+            "rounds": per_round,
+            "ttft_hist": ttft_histograms(runs),
         }
         _add_ratios(result)
+        result["summary"] = summary.compute(result)
         (out_dir / "results.json").write_text(json.dumps(result, indent=2, default=_json_default))
-        md = render_markdown(result)
-        (out_dir / "results.md").write_text(md)
-        print(md)
+        (out_dir / "results.md").write_text(render_markdown(result))
+        print(render_markdown(result, with_summary=False))
         try:
-            png = plot.try_plot(result, out_dir / "load.png")
-            print(f"plot: {png}" if png else "plot: skipped (matplotlib not installed)", flush=True)
+            pngs = plot.try_plot_all(result, out_dir)
+            print(
+                f"plots: {', '.join(map(str, pngs))}" if pngs else "plots: skipped (matplotlib not installed)"
+            )
         except Exception as exc:  # the results are saved; a picture that fails must not lose them
             print(f"plot failed: {type(exc).__name__}: {exc}", flush=True)
+        table = summary.render(result["summary"])
+        print(f"\nSummary against the targets (benchmarks/load/goals.py):\n\n{table}", flush=True)
         return result
     finally:
         for t in reversed(started):
@@ -444,6 +457,16 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         seller.stop()
         for s in reversed(owned):
             (s.close if hasattr(s, "close") else s.stop)()
+
+
+def ttft_histograms(runs: dict[tuple[str, str], LoadRun]) -> dict[str, dict[str, dict[str, int]]]:
+    """scenario → target → the merged `chat_stream ttft` histogram (µs bucket, as a string → count)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for (target, scenario), r in runs.items():
+        h = r.hist.get("chat_stream ttft")
+        if is_stream(scenario) and h:
+            out.setdefault(scenario, {})[target] = {str(k): v for k, v in sorted(h.items())}
+    return out
 
 
 def _json_default(o: Any) -> Any:
@@ -502,7 +525,7 @@ def _load_at_end(env: dict[str, Any]) -> str:
     return f", at end {' '.join(end)}" if end else ""
 
 
-def render_markdown(result: dict[str, Any]) -> str:
+def render_markdown(result: dict[str, Any], *, with_summary: bool = True) -> str:
     env = result["environment"]
     dirty = ", dirty" if env["dragonfly_dirty"] and env["dragonfly_src"] == "working tree" else ""
     lines = [
@@ -602,4 +625,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         extra.append(f"- {k}: {'; '.join(v)[:300]}")
     if extra:
         lines += ["", *extra]
+    if with_summary and result.get("summary"):
+        lines += [
+            "",
+            "Summary against the targets (benchmarks/load/goals.py):",
+            "",
+            summary.render(result["summary"]),
+        ]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -90,13 +91,15 @@ async def measure_target(
     # The same from the first byte on: how much the relay itself slows a stream once it runs (the rest
     # of `stretch` is the wait to start, TTFT).
     body_stretch = sorted((r[3] - r[2]) / nominal_s - 1 for r in oks if r[2] is not None)
-    # Per stream, in start order: start (s after the first), TTFT and duration (ms), for timelines.
+    # Per stream, in start order: start (s after the first), TTFT and duration (ms), and how it ended
+    # ("ok", "error", "truncated", "dropped"), for timelines and the stretch histogram.
     t_first = min((r[1] for r in results), default=0.0)
     out["samples"] = [
         [
             round(r[1] - t_first, 4),
             round((r[2] - r[1]) * 1000, 2) if r[2] else None,
             round((r[3] - r[1]) * 1000, 2),
+            r[0],
         ]
         for r in sorted(results, key=lambda r: r[1])
     ]
@@ -181,8 +184,12 @@ def main(
 ) -> dict[str, Any]:
     import uvloop
 
+    from benchmarks.load import harness, plot, summary
+
+    load_at_start = harness.loadavg()
     services.raise_fd_limit()
-    run_dir = out_dir / f"streams-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = out_dir / f"streams-{stamp}"
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     seller = targets.start_fake_seller(
@@ -191,6 +198,9 @@ def main(
     started: list[Target] = []
     nominal = (chunks - 1) * chunk_delay_s
     report: dict[str, Any] = {
+        "kind": "streams",
+        "when": stamp,
+        "command": " ".join(["python", "-m", "benchmarks.load", *sys.argv[1:]]),
         "n": n,
         "chunks": chunks,
         "chunk_delay_s": chunk_delay_s,
@@ -219,13 +229,38 @@ def main(
             report["targets"].append(r)
             print(_render_one(r), flush=True)
         report["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
-        (run_dir / "streams.json").write_text(json.dumps(report, indent=2, default=str))
+        report["environment"] = harness.environment(load_at_start)
+        report["summary"] = summary.compute(report)
+        (run_dir / "streams.json").write_text(json.dumps(_clean(report), indent=2, default=_json_default))
+        table = summary.render(report["summary"])
+        (run_dir / "summary.md").write_text(table)
+        try:
+            png = plot.try_plot_streams(report, run_dir / "stretch.png")
+            print(f"plot: {png}" if png else "plot: skipped (matplotlib not installed)", flush=True)
+        except Exception as exc:  # the results are saved; a picture that fails must not lose them
+            print(f"plot failed: {type(exc).__name__}: {exc}", flush=True)
+        print(f"results in {run_dir}\n\nSummary against the targets (benchmarks/load/goals.py):\n\n{table}")
         return report
     finally:
         for t in reversed(started):
             if t is not seller:
                 t.stop()
         seller.stop()
+
+
+def _json_default(o: Any) -> Any:
+    return str(o)
+
+
+def _clean(x: Any) -> Any:
+    """NaN and infinities → null (JSON has neither)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
 
 
 def _peak_open(results: list[Any]) -> int:
