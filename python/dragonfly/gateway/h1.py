@@ -480,7 +480,7 @@ def parse_head(conn: H1Connection) -> tuple[int, list[tuple[bytes, bytes]]] | No
     buf = conn.buf
     while True:
         end = buf.find(b"\r\n\r\n")
-        if end < 0:
+        if end < 0 or end > MAX_HEAD:  # also a whole oversized head that came in one read
             if len(buf) > MAX_HEAD:
                 raise UpstreamBroken("upstream response head is too large")
             return None
@@ -488,12 +488,16 @@ def parse_head(conn: H1Connection) -> tuple[int, list[tuple[bytes, bytes]]] | No
         del buf[: end + 4]
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
+        code = parts[1] if len(parts) >= 2 else b""
+        # Three ASCII digits, 100-599 (RFC 9110 §15): int() alone would also take "+12" or "1_0".
+        if (
+            not parts[0].startswith(b"HTTP/1.")
+            or len(code) != 3
+            or not code.isdigit()
+            or not b"100" <= code < b"600"
+        ):
             raise UpstreamBroken("upstream sent an invalid status line")
-        try:
-            status = int(parts[1])
-        except ValueError:
-            raise UpstreamBroken("upstream sent an invalid status line") from None
+        status = int(code)
         if 100 <= status < 200:
             continue
         headers: list[tuple[bytes, bytes]] = []
@@ -516,7 +520,8 @@ def body_framing(status: int, headers: list[tuple[bytes, bytes]]) -> tuple[str, 
     coding = b""
     for k, v in headers:
         if k == b"content-length":
-            if not v.isdigit() or (length >= 0 and int(v) != length):
+            # At most 18 digits: int() refuses over 4,300 (ValueError), and no body is that long anyway.
+            if not v.isdigit() or len(v) > 18 or (length >= 0 and int(v) != length):
                 raise UpstreamBroken("upstream sent an invalid content-length")
             length = int(v)
         elif k == b"transfer-encoding":

@@ -1,8 +1,10 @@
 """A minimal pipelined Redis (RESP2) client for the state store's hot path.
 
-Why not redis-py: its asyncio client spent 89 µs (32 concurrent callers) to 169 µs (one caller) of CPU
-per EVALSHA in the calling process on this machine — a connection checked out of a pool under a
-condition variable, the command packed through several layers, the reply read through a StreamReader.
+Why not redis-py: its asyncio client spends 72–90 µs of CPU per EVALSHA in the calling process (7 keys,
+13 arguments; 64 in flight or one), 71–85 µs with hiredis, coredis 92–187 µs, where this client spends
+9.5–23 µs (`python -m benchmarks.micro.bench_resp`, same run, 2026-12-05) — a connection checked out of a
+pool under a condition variable, the command packed through several layers, the reply read through a
+StreamReader.
 The state store makes two script calls per request, so that was most of what PostgreSQL + Redis mode
 cost over the embedded one. Replies to commands on one connection come back in order, so a connection
 is shared by every concurrent caller (pipelining): a command is one `write` and one future, resolved
@@ -10,7 +12,8 @@ when `data_received` has parsed its reply.
 
 Failure model (the store fails closed on all of these): connect errors and timeouts, a command that got
 no reply within `op_timeout_s` (the connection is dropped and every command pending on it fails), a
-connection lost with commands pending, and READONLY replies (a replica) raise `RespUnavailable`. Other
+connection lost with commands pending, a reply that is not valid RESP2 (the connection is dropped; a
+bulk length over `MAX_BULK` counts), and READONLY replies (a replica) raise `RespUnavailable`. Other
 error replies raise `RespError`. The client reconnects lazily on the next command.
 """
 
@@ -35,6 +38,9 @@ class RespUnavailable(ConnectionError):
 
 
 _INCOMPLETE = object()
+# The longest bulk string a Redis server sends (its `proto-max-bulk-len` default, 512 MB). A longer length
+# prefix is a corrupt reply: it fails the connection at once instead of buffering until the op timeout.
+MAX_BULK = 512 * 1024 * 1024
 
 
 def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
@@ -49,15 +55,21 @@ def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
         return int(line), nxt
     if kind == 36:  # '$' bulk string
         n = int(line)
-        if n < 0:
-            return None, nxt
+        if n < 0 or n > MAX_BULK:
+            if n == -1:
+                return None, nxt
+            raise RespUnavailable("Redis sent an invalid reply")
         if len(buf) < nxt + n + 2:
             return _INCOMPLETE, pos
+        if buf[nxt + n] != 13 or buf[nxt + n + 1] != 10:  # the data is not as long as its length said
+            raise RespUnavailable("Redis sent an invalid reply")
         return bytes(buf[nxt : nxt + n]), nxt + n + 2
     if kind == 42:  # '*' array
         n = int(line)
         if n < 0:
-            return None, nxt
+            if n == -1:
+                return None, nxt
+            raise RespUnavailable("Redis sent an invalid reply")
         items: list[Any] = []
         for _ in range(n):
             item, nxt = _parse(buf, nxt)
@@ -115,7 +127,7 @@ class _Connection(asyncio.Protocol):
                     fut.set_exception(value)
                 else:
                     fut.set_result(value)
-        except (RespUnavailable, ValueError):
+        except (RespUnavailable, ValueError, RecursionError):  # RecursionError: arrays nested ~1,000 deep
             self.fail(RespUnavailable("Redis sent an invalid reply"))
             return
         if pos:
