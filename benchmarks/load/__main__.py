@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from benchmarks.load import harness
-from benchmarks.load.targets import ALL_TARGETS
+from benchmarks.load.targets import ALL_TARGETS, OPTIONAL_TARGETS
 
 
 @click.group()
@@ -30,7 +30,12 @@ def cli(dragonfly_ref: str | None) -> None:
 
 
 @cli.command()
-@click.option("--targets", default=",".join(ALL_TARGETS), show_default=True, help="Comma-separated.")
+@click.option(
+    "--targets",
+    default=",".join(ALL_TARGETS),
+    show_default=True,
+    help=f"Comma-separated; also: {', '.join(OPTIONAL_TARGETS)}.",
+)
 @click.option("--scenarios", default="chat,stream,stream-paced,embed", show_default=True)
 @click.option("--duration", type=float, default=10.0, show_default=True, help="Seconds per load run.")
 @click.option("--rounds", type=int, default=2, show_default=True, help="Interleaved rounds per target.")

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -60,6 +61,12 @@ class LoadRun:
     rss_start: int = 0
     redis_commands: int | None = None
     locust_failed: str | None = None
+    # The rest of the machine while the load ran (the CPU split): Locust's own CPU (its process, reaped
+    # within the window) and the whole host's busy CPU (/proc/stat, every process, other tenants included).
+    locust_cpu_s: float = 0.0
+    host_cpu_s: float = 0.0
+    # Requests each instance routed (its dragonfly_trades_total delta), for a target of several instances.
+    instance_trades: list[float] = field(default_factory=list)
 
     def add(self, other: LoadRun) -> None:
         self.wall_s += other.wall_s
@@ -77,6 +84,11 @@ class LoadRun:
         if other.redis_commands is not None:
             self.redis_commands = (self.redis_commands or 0) + other.redis_commands
         self.locust_failed = self.locust_failed or other.locust_failed
+        self.locust_cpu_s += other.locust_cpu_s
+        self.host_cpu_s += other.host_cpu_s
+        if other.instance_trades:
+            mine = self.instance_trades or [0.0] * len(other.instance_trades)
+            self.instance_trades = [a + b for a, b in zip(mine, other.instance_trades, strict=False)]
 
     def requests(self) -> int:
         return hist_count(self.hist.get(SCENARIOS[self.scenario][2], {})) + self.errors_main()
@@ -106,7 +118,17 @@ class LoadRun:
             "cpu_parts_us_per_req": {k: v / n * 1e6 for k, v in self.cpu_parts.items()} if n else {},
             "rss_peak_mib": self.rss_peak / 2**20,
             "rss_start_mib": self.rss_start / 2**20,
+            # Cores busy on average while the load ran: the target's tree, the seller, Locust, the host.
+            "cores_busy": {
+                "target": self.cpu_s / self.wall_s if self.wall_s else float("nan"),
+                "seller": self.seller_cpu_s / self.wall_s if self.wall_s else float("nan"),
+                "locust": self.locust_cpu_s / self.wall_s if self.wall_s else float("nan"),
+                "host": self.host_cpu_s / self.wall_s if self.wall_s else float("nan"),
+                **{k: v / self.wall_s for k, v in self.cpu_parts.items() if self.wall_s},
+            },
         }
+        if self.instance_trades:
+            out["requests_by_instance"] = [round(x) for x in self.instance_trades]
         if is_stream(self.scenario):
             out |= {
                 "ttft_p50_ms": pct("chat_stream ttft", 50),
@@ -204,8 +226,12 @@ def run_locust(
     seller = TreeMeter(seller_roots or [])
     redis_port = target.extra.get("redis_port")
     redis0 = services.redis_commands_processed(redis_port) if redis_port else None
+    instances = target.extra.get("instance_origins") or []
+    trades0 = [targets.instance_trades(o) for o in instances]
     server.start()
     seller.start()
+    host0 = host_busy_s()
+    children0 = _children_cpu_s()
     with open(out_dir / f"{tag}.locust.log", "wb") as log:
         try:
             proc = subprocess.run(
@@ -215,8 +241,16 @@ def run_locust(
                 run.locust_failed = f"locust exited {proc.returncode} (see {tag}.locust.log)"
         except subprocess.TimeoutExpired:
             run.locust_failed = "locust did not finish in time"
+    run.locust_cpu_s = _children_cpu_s() - children0
+    run.host_cpu_s = host_busy_s() - host0
     server.stop()
     seller.stop()
+    if instances:
+        trades1 = [targets.instance_trades(o) for o in instances]
+        run.instance_trades = [
+            (b - a) if a is not None and b is not None else float("nan")
+            for a, b in zip(trades0, trades1, strict=True)
+        ]
     if redis_port and redis0 is not None:
         run.redis_commands = services.redis_commands_processed(redis_port) - redis0
     run.cpu_s, run.rss_peak, run.rss_start = server.cpu_s, server.rss_peak, server.rss_start
@@ -234,6 +268,23 @@ def run_locust(
     run.errors = int(data["errors"].get(SCENARIOS[scenario][2], 0))
     run.error_kinds = {k: int(v) for k, v in data.get("error_kinds", {}).items()}
     return run
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's reaped children (the Locust run that just ended)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def host_busy_s() -> float:
+    """Busy CPU seconds of the whole machine since boot, all cores (/proc/stat: every column but idle and
+    iowait; guest time is already in user)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return float("nan")
+    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / services.CLK_TCK
 
 
 # --- environment facts --------------------------------------------------------------------------------
@@ -334,6 +385,10 @@ def _start_targets(
                 started.append(targets.start_embedded(log_dir, seller))
             elif name == "pg-redis":
                 t, svc = targets.start_pg_redis(log_dir, seller)
+                started.append(t)
+                owned += svc
+            elif name == "pg-redis-x2":
+                t, svc = targets.start_pg_redis_x2(log_dir, seller)
                 started.append(t)
                 owned += svc
             elif name == "litellm":
@@ -613,6 +668,11 @@ def render_markdown(result: dict[str, Any], *, with_summary: bool = True) -> str
         if r.get("cpu_parts_us_per_req"):
             parts = ", ".join(f"{k} {_f(v, 0)} µs" for k, v in r["cpu_parts_us_per_req"].items())
             extra.append(f"- {r['target']}/{r['scenario']} CPU per request by process tree: {parts}")
+        if r.get("cores_busy"):
+            busy = ", ".join(f"{k} {_f(v, 2)}" for k, v in r["cores_busy"].items())
+            extra.append(f"- {r['target']}/{r['scenario']} cores busy during the load: {busy}")
+        if r.get("requests_by_instance"):
+            extra.append(f"- {r['target']}/{r['scenario']} requests by instance: {r['requests_by_instance']}")
         if r.get("error_kinds"):
             extra.append(f"- {r['target']}/{r['scenario']} errors: {r['error_kinds']}")
         if r.get("locust_failed"):

@@ -6,15 +6,24 @@ relay      Granian RSGI + Dragonfly's seller client, no gateway logic (`bare_rel
 embedded   `dragonfly serve --no-demo` on a seeded SQLite market (in-process state)
 pg-redis   `dragonfly serve --no-demo` on PostgreSQL with DRAGONFLY_REDIS_URL set
 litellm    LiteLLM's proxy in its own virtualenv (cache dir), no database, config pointing at the seller
+
+Not in the default run (ask for it with --targets):
+
+pg-redis-x2  scale-out: two `dragonfly serve --no-demo` instances on ONE PostgreSQL + ONE Redis (one seeded
+             market, the same buyer key on both) behind nginx (round robin, keepalive upstream, buffering
+             off); its CPU is both instances' trees + PostgreSQL + Redis + nginx, split by part
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +57,7 @@ LITELLM_KEY = "sk-bench-litellm-master"
 CACHE = Path(os.environ.get("DRAGONFLY_BENCH_CACHE", Path.home() / ".cache" / "dragonfly-bench"))
 LITELLM_VENV = CACHE / "litellm-venv"
 ALL_TARGETS = ("direct", "nginx", "relay", "embedded", "pg-redis", "litellm")
+OPTIONAL_TARGETS = ("pg-redis-x2",)  # started only when named in --targets
 
 
 @dataclass
@@ -122,27 +132,75 @@ def start_bare_relay(log_dir: Path, seller: Target) -> Target:
     return Target("relay", f"http://127.0.0.1:{port}", SELLER_KEY, dict(seller.models), [proc.pid], [proc])
 
 
-def start_nginx(log_dir: Path, seller: Target) -> Target:
+def nginx_binary() -> str:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if nginx is None:
         raise RuntimeError("nginx not installed: `apt-get install -y nginx-light` (scripts/bench-deps.sh)")
-    port = free_port()
-    root = log_dir / "nginx"
-    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
-    conf = (HERE / "nginx.conf.template").read_text()
+    return nginx
+
+
+_UPSTREAM_LINE = re.compile(r"^(?P<indent>[ \t]*)server 127\.0\.0\.1:@UPSTREAM_PORT@;[ \t]*$", re.M)
+
+
+def render_nginx_conf(
+    template: str,
+    *,
+    root: Path,
+    port: int,
+    upstream_ports: Sequence[int],
+    upstream_keepalive_timeout: str = "60s",
+) -> str:
+    """nginx.conf.template filled in: its one upstream `server` line becomes one line per port (round
+    robin, nginx's default), in order. `upstream_keepalive_timeout`: how long nginx keeps an idle upstream
+    connection (60 s is nginx's default); in front of Dragonfly it must be below the gateway's idle limit
+    (its 10 s header-read timeout, as deploy/nginx.conf's 5 s), or nginx reuses a connection the gateway
+    is closing and a POST fails with 502."""
+    if not upstream_ports:
+        raise ValueError("at least one upstream port")
+    if len(_UPSTREAM_LINE.findall(template)) != 1:
+        raise ValueError("the template must have exactly one `server 127.0.0.1:@UPSTREAM_PORT@;` line")
+
+    def servers(m: re.Match[str]) -> str:
+        return "\n".join(f"{m.group('indent')}server 127.0.0.1:{p};" for p in upstream_ports)
+
+    conf = _UPSTREAM_LINE.sub(servers, template)
     for k, v in {
         "@DIR@": str(root),
         "@PORT@": str(port),
-        "@UPSTREAM_PORT@": str(seller.extra["port"]),
+        "@UPSTREAM_KEEPALIVE_TIMEOUT@": upstream_keepalive_timeout,
     }.items():
         conf = conf.replace(k, v)
+    if "@" in re.sub(r"#.*", "", conf):
+        raise ValueError("a placeholder of the template was left unfilled")
+    return conf
+
+
+def _start_nginx_proc(
+    name: str, log_dir: Path, upstream_ports: Sequence[int], upstream_keepalive_timeout: str = "60s"
+) -> tuple[Proc, int]:
+    nginx = nginx_binary()
+    port = free_port()
+    root = log_dir / name
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    conf = render_nginx_conf(
+        (HERE / "nginx.conf.template").read_text(),
+        root=root,
+        port=port,
+        upstream_ports=upstream_ports,
+        upstream_keepalive_timeout=upstream_keepalive_timeout,
+    )
     conf_path = root / "nginx.conf"
     conf_path.write_text(conf)
     proc = services.start(
-        "nginx", [nginx, "-c", str(conf_path), "-p", str(root), "-e", "stderr"], log_dir, ready_port=port
+        name, [nginx, "-c", str(conf_path), "-p", str(root), "-e", "stderr"], log_dir, ready_port=port
     )
+    return proc, port
+
+
+def start_nginx(log_dir: Path, seller: Target) -> Target:
+    proc, port = _start_nginx_proc("nginx", log_dir, [seller.extra["port"]])
     t = Target("nginx", f"http://127.0.0.1:{port}", SELLER_KEY, dict(seller.models), [proc.pid], [proc])
     return t
 
@@ -261,6 +319,97 @@ def start_pg_redis(log_dir: Path, seller: Target) -> tuple[Target, list[Any]]:
         names.append("redis")
     t.extra["root_names"] = names
     return t, owned
+
+
+def start_pg_redis_x2(log_dir: Path, seller: Target) -> tuple[Target, list[Any]]:
+    """Scale-out: two `dragonfly serve` instances (each its own process tree: control plane + data plane)
+    on one PostgreSQL + one Redis, seeded once (the same market and buyer key on both), behind nginx. The
+    instances start one after the other (each migrates the database when it starts)."""
+    name = "pg-redis-x2"
+    owned: list[Any] = []
+    procs: list[Proc] = []
+    try:
+        cluster = services.postgres_cluster()
+        owned.append(cluster)
+        redis = services.redis_server()
+        owned.append(redis)
+        url = cluster.url(cluster.create_database("dragonfly_bench"))
+        envs = []
+        for i in (1, 2):
+            data_dir = log_dir / f"{name}-data-{i}"  # each its own metrics directory; the secret is shared
+            data_dir.mkdir(parents=True, exist_ok=True)
+            envs.append(settings_env(url, str(data_dir), redis.url))
+        market = _seed(envs[0], seller)
+        ports = []
+        for i, env in enumerate(envs, 1):
+            proc, port = _serve(f"{name}-{i}", log_dir, env)
+            procs.append(proc)
+            ports.append(port)
+        origins = [f"http://127.0.0.1:{p}" for p in ports]
+        for origin in origins:  # the one seeded key and listing answer on each instance, not only via nginx
+            check_chat(origin, market["buyer_key"], CHAT_MODEL)
+        lb, lb_port = _start_nginx_proc(f"{name}-nginx", log_dir, ports, upstream_keepalive_timeout="5s")
+        procs.append(lb)
+    except BaseException:
+        for p in reversed(procs):
+            p.stop()
+        for s in reversed(owned):
+            (s.close if hasattr(s, "close") else s.stop)()
+        raise
+    roots = [p.pid for p in procs[:2]]
+    names = ["dragonfly-1", "dragonfly-2"]
+    pg_pid = _pg_postmaster_pid(cluster)
+    if pg_pid:
+        roots.append(pg_pid)
+        names.append("postgres")
+    if redis._process is not None:
+        roots.append(redis._process.pid)
+        names.append("redis")
+    roots.append(lb.pid)
+    names.append("nginx")
+    models = {"chat": CHAT_MODEL, "embed": EMBED_MODEL}
+    t = Target(name, f"http://127.0.0.1:{lb_port}", market["buyer_key"], models, roots, procs)
+    t.extra |= {
+        "redis_port": redis.port,
+        "pg_version": cluster.psql("SHOW server_version").strip(),
+        "root_names": names,
+        "instance_origins": origins,
+    }
+    if market["embed_note"]:
+        t.notes.append(market["embed_note"])
+    return t, owned
+
+
+def check_chat(origin: str, api_key: str, model: str) -> None:
+    """One non-streamed chat request; raises unless it is answered 200."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    req = urllib.request.Request(
+        f"{origin}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+
+
+def instance_trades(origin: str) -> float | None:
+    """`dragonfly_trades_total` summed over its labels on one instance (its /metrics answers loopback
+    clients when no metrics token is set): how many requests that instance routed. None if unreadable."""
+    try:
+        with urllib.request.urlopen(f"{origin}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    return metric_total(text, "dragonfly_trades_total")
+
+
+def metric_total(text: str, name: str) -> float:
+    """Sum of every sample of `name` in a Prometheus text answer."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def _pg_postmaster_pid(cluster: Any) -> int | None:

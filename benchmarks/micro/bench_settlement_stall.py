@@ -19,7 +19,11 @@ own overhead (the first case). A wall-clock gap also holds the times the OS ran 
 own CPU time (`time.thread_time`), which leaves those out. The target (issue 19): no stall from
 settlement above 200 µs, at any load.
 
-Run: `python -m benchmarks.micro.bench_settlement_stall [--rates 1000,4000] [--seconds 3]`.
+With `--postgres`, a fourth case: PostgreSQL (a throwaway cluster, fsync off) in database mode, where each
+request awaits the group commit (settlements are started as concurrent tasks); there the loop's share is
+building the rows, the column arrays (`columnar`) and asyncpg's encoding of them.
+
+Run: `python -m benchmarks.micro.bench_settlement_stall [--rates 1000,4000] [--seconds 3] [--postgres]`.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ except ImportError:  # pragma: no cover - the data plane runs uvloop; the figure
 
 COST = TradeCost(charge=300, payout=255, reserve=0, fee=45, rounding=0)
 TARGET_US = 200.0
+POSTGRES = "postgres (database mode)"
 
 
 def _trade() -> tuple[TradeRow, list[Posting]]:
@@ -124,23 +129,33 @@ async def inline_write_batch(db: SqliteDatabase, steps: list[tuple[str, list[tup
             tx.close()
 
 
-async def _case(name: str, rate: int, seconds: float, directory: str) -> dict[str, Any]:
+async def _case(name: str, rate: int, seconds: float, directory: str, pg: Any) -> dict[str, Any]:
     path = tempfile.mkdtemp(dir=directory)
-    db = await open_database(f"sqlite:///{path}/bench.db")
-    assert isinstance(db, SqliteDatabase)
     writer: SettlementWriter | None = None
-    if name != "no settlement":
+    database = pg.url(pg.create_database()) if name == POSTGRES else f"sqlite:///{path}/bench.db"
+    db = await open_database(database)
+    if name == POSTGRES:
+        writer = SettlementWriter(db)  # the database commit is the durable point: settle awaits it
+        await writer.start()
+    elif name != "no settlement":
+        assert isinstance(db, SqliteDatabase)
         if name == "inline (before)":
+            sqlite_db = db
 
             async def write(steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-                await inline_write_batch(db, steps)
+                await inline_write_batch(sqlite_db, steps)
 
             db.write_batch = write  # type: ignore[method-assign]
         writer = SettlementWriter(db, SettlementLog(f"{path}/settlement.log"))
         await writer.start()
+    if writer is not None:
+        # Warm up: statements prepared (asyncpg also looks up the array types once), caches filled.
+        await asyncio.gather(*(writer.settle(*_trade()) for _ in range(64)))
+        await writer.flush(timeout_s=60.0)
     trades = [_trade() for _ in range(int(rate * seconds) + 1)]
     tune_gc()  # as a data-plane worker does after start-up: the prepared trades are not scanned again
     settle: Callable[[TradeRow, list[Posting]], Any] | None = writer.settle if writer else None
+    waiting: list[asyncio.Future[None]] = []
     gaps = array("d")
     cpu_gaps = array("d")
     n = 0
@@ -155,11 +170,17 @@ async def _case(name: str, rate: int, seconds: float, directory: str) -> dict[st
         due = min(len(trades), int((now - start) * rate))
         while n < due:
             if settle is not None:
-                await settle(*trades[n])
+                if name == POSTGRES:  # concurrent requests, each awaiting its commit
+                    waiting.append(asyncio.ensure_future(settle(*trades[n])))
+                else:
+                    await settle(*trades[n])  # the log append: returns at once
             n += 1
         last, last_cpu = time.perf_counter(), time.thread_time()
         await asyncio.sleep(0)
     uncommitted = writer.uncommitted if writer else 0
+    if waiting:
+        uncommitted = sum(1 for w in waiting if not w.done())
+        await asyncio.gather(*waiting)
     t_flush = time.perf_counter()
     if writer is not None:
         await writer.flush(timeout_s=60.0)
@@ -194,7 +215,7 @@ async def _case(name: str, rate: int, seconds: float, directory: str) -> dict[st
     }
 
 
-async def main(rates: list[int], seconds: float, rounds: int) -> None:
+async def main(rates: list[int], seconds: float, rounds: int, postgres: bool) -> None:
     directory = tempfile.mkdtemp(prefix="bench-stall-")
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(
@@ -204,6 +225,12 @@ async def main(rates: list[int], seconds: float, rounds: int) -> None:
     )
     print(f"# {seconds:g} s per case, {rounds} interleaved rounds (the worst round's max, the median's rest)")
     cases = ["no settlement", "inline (before)", "native (now)"]
+    pg = None
+    if postgres:
+        from benchmarks.load import services
+
+        pg = services.postgres_cluster()
+        cases.append(POSTGRES)
     print(
         "| trades/s | case | turns | gap p50 µs | p99 | p99.9 | max | gaps > 200 µs "
         "| loop-thread CPU in a gap: max µs | CPU gaps > 200 µs | batches | uncommitted at end |"
@@ -214,7 +241,7 @@ async def main(rates: list[int], seconds: float, rounds: int) -> None:
         for r in range(rounds):
             order = cases if r % 2 == 0 else cases[::-1]
             for case in order:
-                results[case].append(await _case(case, rate, seconds, directory))
+                results[case].append(await _case(case, rate, seconds, directory, pg))
         for case in cases:
             runs = results[case]
             med = {k: statistics.median(x[k] for x in runs) for k in ("turns", "p50", "p99", "p999")}
@@ -229,6 +256,8 @@ async def main(rates: list[int], seconds: float, rounds: int) -> None:
                 f"| {med['p999']:.1f} | {worst:.0f} | {over} | {cpu_worst:.0f} | {cpu_over} | {batches} "
                 f"| {left} |"
             )
+    if pg is not None:
+        pg.stop()
     with contextlib.suppress(OSError):
         import shutil
 
@@ -240,8 +269,11 @@ if __name__ == "__main__":
     parser.add_argument("--rates", default="1000,4000")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--postgres", action="store_true", help="also PostgreSQL (a throwaway cluster), database mode"
+    )
     args = parser.parse_args()
-    run = main([int(r) for r in args.rates.split(",")], args.seconds, args.rounds)
+    run = main([int(r) for r in args.rates.split(",")], args.seconds, args.rounds, args.postgres)
     if uvloop is not None:
         uvloop.run(run)
     else:

@@ -5,14 +5,18 @@ exceptions the call is documented to raise (`NativeError` subclasses, plus the a
 PyO3 raises before any Rust runs: `OverflowError` for an out-of-range integer, `UnicodeEncodeError` for a
 `str` holding lone surrogates), so a panic fails the test. `test_sse_fuzz.py` covers `Splicer` and
 `rewrite_completion` with random bytes; this file covers the token functions and the `Market`, and the
-`Splicer` constructor and `error_event` with odd arguments.
+`Splicer` constructor and `error_event` with odd arguments, and the SQLite batch writer with any
+parameter SQLite stores (round trip) or cannot (refused before any row is taken).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sqlite3
+import tempfile
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -283,6 +287,46 @@ def test_splicer_constructor_and_error_event_never_panic(
     assert json.loads(out.split(b"\n\n")[0][len(b"data: ") :])["id"] == rid
 
 
+_PARAM = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
+    st.binary(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(_PARAM, _PARAM), max_size=20))
+def test_sqlite_batch_round_trips_any_parameters(rows: list[tuple[object, object]]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/f.sqlite"
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (a, b)")
+        writer = _native.SqliteBatchWriter(path, 1000)
+        batch = _native.SqliteBatch()
+        batch.add("INSERT INTO t (a, b) VALUES (?1, ?2)", rows)
+        writer.write(batch)
+        writer.close()
+        assert conn.execute("SELECT a, b FROM t ORDER BY rowid").fetchall() == rows
+        conn.close()
+
+
+@given(
+    bad=st.one_of(
+        st.integers(min_value=2**63),
+        st.lists(st.integers(), max_size=2),
+        st.dictionaries(st.text(), st.text()),
+    )
+)
+def test_sqlite_batch_refuses_what_sqlite_cannot_store(bad: object) -> None:
+    batch = _native.SqliteBatch()
+    with pytest.raises((TypeError, OverflowError)):
+        batch.add("INSERT INTO t (a) VALUES (?1)", [(bad,)])
+    assert batch.values == 0
+
+
 def test_every_native_callable_is_fuzzed() -> None:
     # A new `#[pyfunction]`/`#[pyclass]` must get a fuzz test here or in test_sse_fuzz.py.
     fuzzed = {
@@ -294,6 +338,8 @@ def test_every_native_callable_is_fuzzed() -> None:
         "substitute_model",
         "Market",
         "ChunkedDecoder",
+        "SqliteBatch",
+        "SqliteBatchWriter",
     }
     exported = {n for n in _native.__all__ if not n.endswith("Error")}
     assert exported == fuzzed
