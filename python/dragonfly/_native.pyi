@@ -175,6 +175,7 @@ class Market:
     def record_result(
         self, listing_id: str, ok: bool, ttft_ms: float | None, throughput_tps: float | None, now_ms: int
     ) -> bool: ...
+    def record_ttft_floor(self, listing_id: str, ttft_ms: float) -> bool: ...
     def set_profile(
         self,
         profile_id: str,

@@ -297,12 +297,17 @@ class Inference:
 
     async def _drop_losers(self, trade: TradeState, racing: dict[asyncio.Future[H1Response], Leg]) -> None:
         """Cancel the legs still racing: close their connections (the seller stops generating) and void
-        their holds. Losing a race is not a seller failure: health is not told."""
+        their holds. Losing a race is not a seller failure: health is not told. A leg without a first
+        byte tells the market its TTFT was at least its time so far (`Market.record_ttft_floor`): a listing
+        that turned slow and is always hedged around would otherwise keep its old estimate, and its rank."""
         if not racing:
             return
-        for task in racing:
+        now = time.perf_counter_ns()
+        market = self.rt.router.market
+        for task, leg in racing.items():
             if not task.done():
                 task.cancel()
+                market.record_ttft_floor(leg.listing.id, (now - leg.t0) / 1e6)
             elif not task.cancelled() and task.exception() is None:
                 task.result().close()
         await asyncio.gather(*racing, return_exceptions=True)

@@ -49,9 +49,9 @@ OPERATOR_STRATEGIES: Final[tuple[Strategy, ...]] = STRATEGIES[:4]
 FEATURES: Final = ("price", "latency", "throughput", "reliability", "quality")
 
 Market = _native.Market
-"""`Market()`: `upsert_listing`, `remove_listing`, `set_inflight`, `record_result`, `set_profile`,
-`remove_profile`, `set_strategy_weights`, `strategy_weights`, `rank`, `explain`. Raises `MarketError`
-for an unknown profile/strategy/status or invalid values."""
+"""`Market()`: `upsert_listing`, `remove_listing`, `set_inflight`, `record_result`, `record_ttft_floor`,
+`set_profile`, `remove_profile`, `set_strategy_weights`, `strategy_weights`, `rank`, `explain`. Raises
+`MarketError` for an unknown profile/strategy/status or invalid values."""
 
 MarketError = _native.MarketError
 

@@ -323,8 +323,12 @@ class SimTrade:
             trade.listing, trade.hold, trade.hold_id = None, 0, ""
 
     def _drop_losers(self) -> None:
+        """`Inference._drop_losers`: a leg without an answer yet tells the market its TTFT floor."""
+        now = self.eng.clock.now
         for leg in self.racing:
             leg.dropped = True
+            if leg.answer is None:
+                self.eng.market.router.market.record_ttft_floor(leg.listing.id, float(now - leg.t0))
             self._fail_attempt(leg, "cancelled", "hedge_lost", health=False)
         self.racing.clear()
 

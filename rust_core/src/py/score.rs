@@ -116,6 +116,12 @@ impl Market {
             .map_err(market_err)
     }
 
+    fn record_ttft_floor(&mut self, listing_id: &str, ttft_ms: f64) -> PyResult<bool> {
+        self.inner
+            .record_ttft_floor(listing_id, ttft_ms)
+            .map_err(market_err)
+    }
+
     #[pyo3(signature = (profile_id, strategy, weights = None, providers_allow = None, providers_deny = None,
         sellers_deny = None, max_input_price = None, max_output_price = None, max_ttft_ms = None,
         min_throughput_tps = None))]

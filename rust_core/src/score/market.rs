@@ -235,6 +235,31 @@ impl Market {
         Ok(true)
     }
 
+    /// Fold a lower bound of the listing's TTFT: a call that had produced no first byte after `ttft_ms`
+    /// when it was abandoned (it lost a hedge race). Without it, a listing that turned slow and is always
+    /// hedged around would keep its old, fast estimate and stay first for a latency-weighted profile.
+    /// The bound is folded like a sample only when it is above the current estimate (a bound below it says
+    /// nothing), so it moves the estimate no further than the true, later sample would have; the
+    /// success rate is untouched (the call had not failed). False if the listing is unknown.
+    pub fn record_ttft_floor(&mut self, id: &str, ttft_ms: f64) -> Result<bool, MarketError> {
+        if !ttft_ms.is_finite() || ttft_ms < 0.0 {
+            return Err(invalid(format!(
+                "ttft_ms must be a finite number >= 0, got {ttft_ms}"
+            )));
+        }
+        let Some(s) = self.stats_mut(id) else {
+            return Ok(false);
+        };
+        if s.ttft_n == 0 {
+            s.ttft_ms = ttft_ms;
+            s.ttft_n = 1;
+        } else if ttft_ms > s.ttft_ms {
+            s.ttft_ms += TTFT_ALPHA * (ttft_ms - s.ttft_ms);
+            s.ttft_n += 1;
+        }
+        Ok(true)
+    }
+
     fn resolve(
         &self,
         strategy: Strategy,
@@ -583,6 +608,52 @@ mod tests {
         assert_eq!(m.rank("m", "p", 0, 0, 8).unwrap(), vec!["fast"]);
         let ex = m.explain("m", "p", 0, 0).unwrap();
         assert_eq!(ex[1].excluded, Some("ttft_above_target"));
+    }
+
+    #[test]
+    fn a_ttft_floor_above_the_estimate_moves_it_and_leaves_success_alone() {
+        let mut m = Market::new();
+        m.upsert_listing("cheap", terms(100)).unwrap();
+        m.upsert_listing("fast", terms(200)).unwrap();
+        m.record_result("cheap", true, Some(10.0), None, 0).unwrap();
+        m.record_result("fast", true, Some(40.0), None, 0).unwrap();
+        let mut p = profile(Strategy::Custom);
+        p.weights = Some(
+            super::super::model::FEATURE_NAMES
+                .iter()
+                .map(|n| ((*n).to_owned(), if *n == "latency" { 1.0 } else { 0.0 }))
+                .collect(),
+        );
+        m.set_profile("lat", p).unwrap();
+        assert_eq!(m.rank("m", "lat", 0, 0, 8).unwrap(), vec!["cheap", "fast"]);
+        let before = m.explain("m", "lat", 0, 0).unwrap();
+        // A bound below the estimate says nothing.
+        assert!(m.record_ttft_floor("cheap", 5.0).unwrap());
+        assert_eq!(m.explain("m", "lat", 0, 0).unwrap(), before);
+        // Hedged around at 200 ms, twice: 10 -> 48 -> 78.4 ms, past the other listing's 40.
+        assert!(m.record_ttft_floor("cheap", 200.0).unwrap());
+        assert!(m.record_ttft_floor("cheap", 200.0).unwrap());
+        assert_eq!(m.rank("m", "lat", 0, 0, 8).unwrap(), vec!["fast", "cheap"]);
+        let stats = m.stats_mut("cheap").unwrap();
+        assert!((stats.ttft_ms - 78.4).abs() < 1e-9, "{}", stats.ttft_ms);
+        assert_eq!((stats.ttft_n, stats.outcomes_n), (3, 1));
+        assert!((stats.success - m.stats_mut("fast").unwrap().success).abs() < 1e-12);
+        // Unknown listing, bad value.
+        assert!(!m.record_ttft_floor("gone", 1.0).unwrap());
+        assert!(m.record_ttft_floor("cheap", f64::NAN).is_err());
+        assert!(m.record_ttft_floor("cheap", -1.0).is_err());
+    }
+
+    #[test]
+    fn a_ttft_floor_is_the_first_sample_of_a_listing_without_one() {
+        let mut m = Market::new();
+        m.upsert_listing("new", terms(100)).unwrap();
+        assert!(m.record_ttft_floor("new", 250.0).unwrap());
+        let stats = m.stats_mut("new").unwrap();
+        assert_eq!(
+            (stats.ttft_ms, stats.ttft_n, stats.outcomes_n),
+            (250.0, 1, 0)
+        );
     }
 
     #[test]

@@ -188,6 +188,7 @@ market_ops = st.lists(
             st.none() | odd_float,
             odd_int,
         ),
+        st.tuples(st.just("ttft_floor"), st.sampled_from(["a", "b", "c"]) | odd_text, odd_float),
         st.tuples(st.just("remove"), st.sampled_from(["a", "b", "c"]) | odd_text),
         st.tuples(
             st.just("profile"),
@@ -226,6 +227,8 @@ def test_market_never_panics(ops: list[tuple[object, ...]], now_ms: int, seed: i
                 m.set_inflight(*args)  # type: ignore[arg-type]
             elif kind == "record":
                 m.record_result(*args)  # type: ignore[arg-type]
+            elif kind == "ttft_floor":
+                m.record_ttft_floor(*args)  # type: ignore[arg-type]
             elif kind == "remove":
                 m.remove_listing(*args)  # type: ignore[arg-type]
             elif kind == "profile":
