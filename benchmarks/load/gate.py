@@ -1,15 +1,19 @@
-"""The CI latency gate (`make bench-gate`): Dragonfly embedded against the fake seller directly, same run.
+"""The CI gate (`make bench-gate`): Dragonfly embedded against the fake seller directly and against the
+relay floor (Granian + the seller client, no gateway logic: `bare_relay.py`), same run.
 
 A fixed moderate rate (default 200 requests/s of non-streamed chat from 20 Locust users at constant
-throughput) runs in short segments alternating direct, Dragonfly, direct, Dragonfly… The merged
-histograms give each side's p50/p99; the gate fails when Dragonfly's *added* latency (its percentile minus
-direct's, both from this run) or its error rate crosses a threshold. Absolute times never decide alone.
+throughput) runs in short segments alternating direct, relay, Dragonfly, direct, relay, Dragonfly… The
+merged histograms give each side's p50/p99; the gate fails when Dragonfly's *added* latency (its percentile
+minus direct's, both from this run), its error rate, or its CPU per request over the relay's crosses a
+threshold. Absolute times never decide alone.
 
-Thresholds (calibrated on the shared 2-core development machine, see benchmarks/README.md §Load): the
-CPU criterion — Dragonfly's CPU per request over the seller's, same run, far steadier than latency — sits
-at ~2× its value on a quiet machine (3.2–3.8), so a 2× regression of the gateway's cost trips it; the latency
-limits sit at ~3× (p50) the quiet values, loose enough for a busy neighbour. Every limit can be
-overridden with BENCH_GATE_* environment variables.
+The CPU criterion is the one issue 19's targets are stated in: Dragonfly's CPU per request over the relay's
+in the same run (both are one Granian worker on the same seller, so the machine's speed cancels). Five
+calibration runs on a quiet machine measured 3.29–3.39 (benchmarks/HISTORY.md): the limit, 4.0, is 1.18×
+the worst of them — a change that adds a fifth to the request's CPU (about 28 % of Dragonfly's own part,
+which is the ratio minus the relay's 1) trips it, while the measured spread (±1.5 %) stays far below.
+Latency limits sit at ~3× (p50) and ~7× (p99) the quiet values, loose enough for a busy neighbour. Every
+limit can be overridden with BENCH_GATE_* environment variables.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ from benchmarks.load.probe import probe
 
 @dataclass(frozen=True)
 class Thresholds:
-    added_p50_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P50_MS", "6.0"))
-    added_p99_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P99_MS", "150.0"))
+    added_p50_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P50_MS", "4.0"))
+    added_p99_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P99_MS", "100.0"))
     error_rate: float = float(os.environ.get("BENCH_GATE_ERROR_RATE", "0.005"))
-    # CPU per request of the serve tree over the seller's, same run: far less noisy than latency here.
-    cpu_x_direct: float = float(os.environ.get("BENCH_GATE_CPU_X_DIRECT", "7.0"))
+    # CPU per request of the serve tree over the relay's, same run (calibrated: benchmarks/README.md).
+    cpu_x_relay: float = float(os.environ.get("BENCH_GATE_CPU_X_RELAY", "4.0"))
     # The gateway must at least keep up with the offered rate (a stall shows up here first).
     min_rps_ratio: float = 0.75
 
@@ -45,17 +49,20 @@ def gate(*, segment_s: float, segments: int, rate: float, users: int, out_dir: P
     log_dir.mkdir(parents=True, exist_ok=True)
     th = Thresholds()
     seller = targets.start_fake_seller(log_dir)
+    relay: targets.Target | None = None
     df: targets.Target | None = None
     try:
+        relay = targets.start_bare_relay(log_dir, seller)
         df = targets.start_embedded(log_dir, seller)
         setup_s = time.monotonic() - t_start
-        # Warm both paths (connections, snapshot, JIT-less caches) outside the measured window.
-        for t in (seller, df):
+        sides = (seller, relay, df)
+        # Warm every path (connections, snapshot, JIT-less caches) outside the measured window.
+        for t in sides:
             probe(t.origin, t.api_key, t.models["chat"], count=300, warmup=50, max_s=5)
         per_user = rate / users
         merged: dict[str, LoadRun] = {}
         for i in range(segments):
-            for t in (seller, df):
+            for t in sides:
                 r = run_locust(
                     t,
                     "chat",
@@ -70,14 +77,18 @@ def gate(*, segment_s: float, segments: int, rate: float, users: int, out_dir: P
                     merged[t.name].add(r)
                 else:
                     merged[t.name] = r
-        d, g = merged["direct"].summary(), merged[df.name].summary()
-        verdict = _judge(d, g, rate, th)
+        d, rl, g = merged["direct"].summary(), merged["relay"].summary(), merged[df.name].summary()
+        verdict = _judge(d, rl, g, th)
         report: dict[str, Any] = {
             "direct": d,
+            "relay": rl,
             "dragonfly": g,
             "added_p50_ms": g["p50_ms"] - d["p50_ms"],
             "added_p99_ms": g["p99_ms"] - d["p99_ms"],
-            "cpu_x_direct": g["cpu_us_per_req"] / d["cpu_us_per_req"] if d["cpu_us_per_req"] else None,
+            "relay_added_p50_ms": rl["p50_ms"] - d["p50_ms"],
+            "cpu_x_relay": _ratio(g["cpu_us_per_req"], rl["cpu_us_per_req"]),
+            "cpu_x_direct": _ratio(g["cpu_us_per_req"], d["cpu_us_per_req"]),
+            "relay_cpu_x_direct": _ratio(rl["cpu_us_per_req"], d["cpu_us_per_req"]),
             "thresholds": th.__dict__,
             "failures": verdict,
             "setup_s": setup_s,
@@ -88,17 +99,22 @@ def gate(*, segment_s: float, segments: int, rate: float, users: int, out_dir: P
         print(_render(report, rate, segments, segment_s))
         return not verdict
     finally:
-        if df is not None:
-            df.stop()
-        seller.stop()
+        for side in (df, relay, seller):
+            if side is not None:
+                side.stop()
 
 
-def _judge(d: dict[str, Any], g: dict[str, Any], rate: float, th: Thresholds) -> list[str]:
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _judge(d: dict[str, Any], rl: dict[str, Any], g: dict[str, Any], th: Thresholds) -> list[str]:
     out = []
-    if not g["requests"] or not d["requests"]:
+    if not g["requests"] or not d["requests"] or not rl["requests"]:
         return ["no requests were measured (see the gate's logs)"]
-    if g.get("locust_failed") or d.get("locust_failed"):
-        out.append(f"the load generator failed: {g.get('locust_failed') or d.get('locust_failed')}")
+    failed = g.get("locust_failed") or rl.get("locust_failed") or d.get("locust_failed")
+    if failed:
+        out.append(f"the load generator failed: {failed}")
     added50, added99 = g["p50_ms"] - d["p50_ms"], g["p99_ms"] - d["p99_ms"]
     if added50 > th.added_p50_ms:
         out.append(f"Dragonfly adds {added50:.2f} ms at p50 (limit {th.added_p50_ms} ms)")
@@ -108,26 +124,32 @@ def _judge(d: dict[str, Any], g: dict[str, Any], rate: float, th: Thresholds) ->
         out.append(
             f"Dragonfly error rate {g['error_rate']:.2%} (limit {th.error_rate:.2%}): {g.get('error_kinds')}"
         )
-    if d["cpu_us_per_req"] and g["cpu_us_per_req"] / d["cpu_us_per_req"] > th.cpu_x_direct:
-        ratio = g["cpu_us_per_req"] / d["cpu_us_per_req"]
-        out.append(f"Dragonfly costs {ratio:.1f}× the seller's CPU per request (limit {th.cpu_x_direct}×)")
+    ratio = _ratio(g["cpu_us_per_req"], rl["cpu_us_per_req"])
+    if ratio is None:
+        out.append("no CPU per request was measured for Dragonfly or the relay")
+    elif ratio > th.cpu_x_relay:
+        out.append(f"Dragonfly costs {ratio:.2f}× the relay's CPU per request (limit {th.cpu_x_relay}×)")
     if d["rps"] and g["rps"] < th.min_rps_ratio * d["rps"]:
         out.append(f"Dragonfly kept up with only {g['rps']:.0f} of {d['rps']:.0f} requests/s")
     return out
 
 
 def _render(r: dict[str, Any], rate: float, segments: int, segment_s: float) -> str:
-    d, g = r["direct"], r["dragonfly"]
+    d, rl, g = r["direct"], r["relay"], r["dragonfly"]
     lines = [
         f"bench-gate: {rate:.0f} req/s non-streamed chat, {segments}×{segment_s:.0f}s per side, interleaved "
         f"(setup {r['setup_s']:.0f}s, total {r['total_s']:.0f}s, load average {' '.join(r['loadavg'])})",
         f"  direct     rps={d['rps']:7.1f} p50={d['p50_ms']:6.2f} ms p99={d['p99_ms']:6.2f} ms "
         f"errors={d['errors']}/{d['requests']} cpu={d['cpu_us_per_req']:.0f} µs/req",
+        f"  relay      rps={rl['rps']:7.1f} p50={rl['p50_ms']:6.2f} ms p99={rl['p99_ms']:6.2f} ms "
+        f"errors={rl['errors']}/{rl['requests']} cpu={rl['cpu_us_per_req']:.0f} µs/req",
         f"  dragonfly  rps={g['rps']:7.1f} p50={g['p50_ms']:6.2f} ms p99={g['p99_ms']:6.2f} ms "
         f"errors={g['errors']}/{g['requests']} cpu={g['cpu_us_per_req']:.0f} µs/req",
         f"  added      p50={r['added_p50_ms']:+.2f} ms (limit {r['thresholds']['added_p50_ms']}) "
         f"p99={r['added_p99_ms']:+.2f} ms (limit {r['thresholds']['added_p99_ms']}) "
-        f"CPU × direct={r['cpu_x_direct'] or float('nan'):.1f} (limit {r['thresholds']['cpu_x_direct']})",
+        f"CPU × relay={r['cpu_x_relay'] or float('nan'):.2f} (limit {r['thresholds']['cpu_x_relay']}; "
+        f"× direct {r['cpu_x_direct'] or float('nan'):.1f}, relay × direct "
+        f"{r['relay_cpu_x_direct'] or float('nan'):.1f})",
     ]
     if r["failures"]:
         lines += ["FAIL: " + f for f in r["failures"]]

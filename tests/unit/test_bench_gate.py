@@ -1,0 +1,63 @@
+"""The CI gate's verdict (benchmarks/load/gate.py): Dragonfly's CPU per request is judged against the relay
+floor of the same run, latency against the seller reached directly; a missing side is a failure, never a
+pass."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.load.gate import Thresholds, _judge  # noqa: E402
+
+
+def _side(
+    cpu: float, p50: float = 1.0, p99: float = 5.0, rps: float = 200.0, requests: int = 3200
+) -> dict[str, Any]:
+    return {
+        "requests": requests,
+        "errors": 0,
+        "error_rate": 0.0,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "rps": rps,
+        "cpu_us_per_req": cpu,
+    }
+
+
+TH = Thresholds(added_p50_ms=6.0, added_p99_ms=150.0, error_rate=0.005, cpu_x_relay=4.0)
+
+
+def test_a_gateway_within_the_limits_passes() -> None:
+    assert _judge(_side(60), _side(200), _side(700, p50=2.5, p99=9.0), TH) == []
+
+
+def test_cpu_per_request_over_the_relays_times_the_limit_fails() -> None:
+    failures = _judge(_side(60), _side(200), _side(820), TH)
+    assert failures == ["Dragonfly costs 4.10× the relay's CPU per request (limit 4.0×)"]
+
+
+def test_the_ratio_is_to_the_relay_not_to_the_seller() -> None:
+    # 10× the seller's CPU but 3.5× the relay's: the seller is not the floor the gate judges against.
+    assert _judge(_side(70), _side(200), _side(700), TH) == []
+
+
+def test_a_side_that_measured_nothing_fails_the_gate() -> None:
+    assert _judge(_side(60), _side(200, requests=0), _side(700), TH) == [
+        "no requests were measured (see the gate's logs)"
+    ]
+    failures = _judge(_side(60), _side(0), _side(700), TH)
+    assert failures == ["no CPU per request was measured for Dragonfly or the relay"]
+
+
+def test_latency_errors_and_rate_are_judged_against_the_seller_directly() -> None:
+    slow = _side(700, p50=8.0, p99=9.0, rps=100.0)
+    slow["error_rate"], slow["error_kinds"] = 0.01, {"APIError": 32}
+    failures = _judge(_side(60), _side(200), slow, TH)
+    assert failures[0] == "Dragonfly adds 7.00 ms at p50 (limit 6.0 ms)"
+    assert failures[1].startswith("Dragonfly error rate 1.00% (limit 0.50%)")
+    assert failures[2] == "Dragonfly kept up with only 100 of 200 requests/s"
