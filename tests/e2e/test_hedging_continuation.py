@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import requests
 from openai import APIError, OpenAI
-from support.health_market import MODEL, HealthMarket, open_market, seed_two_sellers
-from support.market import market_settings, start_serve
+from support.health_market import MODEL, HealthMarket, open_market, seed_two_sellers, start_gateways
+from support.market import market_settings
 from support.processes import ProcessGroup
 
 from dragonfly.demo.seller import DemoSeller
@@ -85,11 +85,7 @@ def market(
     settings = market_settings(database_url, tmp_path / "data")
     cheap, pricey = demo_seller_factory(), demo_seller_factory()
     ids = seed_two_sellers(settings, cheap, pricey)
-    redis_url, env, instances = None, {}, 1
-    if database_url.startswith("postgresql"):
-        redis_url = str(request.getfixturevalue("fresh_redis_url"))
-        env, instances = {"DRAGONFLY_REDIS_URL": redis_url}, 2
-    origins = [start_serve(processes, settings, extra_env=env) for _ in range(instances)]
+    origins, redis_url = start_gateways(request, database_url, processes, settings)
     return Market(open_market(origins[0], settings, redis_url, cheap, ids), origins, pricey)
 
 

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import requests
 from openai import APIStatusError, OpenAI
 
+from dragonfly.config import Settings
 from dragonfly.demo.seller import DemoSeller
 from dragonfly.services.accounts import create_account
 from dragonfly.storage.sql import open_database
-from support.market import SECRET, login, seed_buyer, seed_listing
+from support.market import SECRET, login, seed_buyer, seed_listing, start_serve
+from support.processes import ProcessGroup
 
 MODEL = "demo/echo-1"
 SELLER_PASSWORD = "seller-password-1"
@@ -135,6 +138,18 @@ def seed_two_sellers(settings: Any, cheap: DemoSeller, pricey: DemoSeller) -> tu
     asyncio.run(seed_buyer(settings, credit_cents=500))
     asyncio.run(_make_operator(settings.database_url))
     return cheap_id, pricey_id
+
+
+def start_gateways(
+    request: pytest.FixtureRequest, database_url: str, processes: ProcessGroup, settings: Settings
+) -> tuple[list[str], str | None]:
+    """The market's `dragonfly serve` instances and their Redis: one on SQLite; two on PostgreSQL, sharing
+    one fresh Redis (requests alternate between them)."""
+    if not database_url.startswith("postgresql"):
+        return [start_serve(processes, settings)], None
+    redis_url = str(request.getfixturevalue("fresh_redis_url"))
+    env = {"DRAGONFLY_REDIS_URL": redis_url}
+    return [start_serve(processes, settings, extra_env=env) for _ in range(2)], redis_url
 
 
 def open_market(
