@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 from openai import OpenAI
 from support.ports import free_port, port_open
+from support.processes import keep_log
 
 
 def _children(pid: int) -> set[int]:
@@ -100,6 +101,9 @@ def test_demo_quick_start_and_clean_shutdown(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        assert proc.stdout is not None
+        lines.append(proc.stdout.read())  # the rest, up to its exit: scanned for secrets with the others
+        keep_log(tmp_path / "serve.log").write_text("".join(lines))
 
 
 def _is_running(pid: int) -> bool:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from support.ports import free_port, port_open, wait_for_port
+from support.processes import keep_log
 
 SERVE = [sys.executable, "-m", "dragonfly.cli", "serve"]
 
@@ -40,7 +41,7 @@ def _running(pid: int) -> bool:
 
 
 def _serve(port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
+    with keep_log(log).open("wb") as out:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -111,6 +112,7 @@ def test_serve_refuses_a_port_someone_else_listens_on(tmp_path: Path) -> None:
             timeout=60,
             check=False,
         )
+    keep_log(tmp_path / "refused.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"127.0.0.1:{port} is already in use" in done.stderr
     assert "serving" not in done.stdout

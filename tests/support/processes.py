@@ -31,6 +31,13 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 _LOG_PATHS: list[Path] = []
 
 
+def keep_log(path: Path) -> Path:
+    """Have a log the test wrote itself (a process it had to start with `subprocess.Popen`, to read its
+    output as it comes or to kill it unlike `start_process` does) scanned with the others."""
+    _LOG_PATHS.append(path)
+    return path
+
+
 def started_log_paths() -> list[Path]:
     """The log file of every process started so far in this session (some may be removed by now)."""
     return list(_LOG_PATHS)
