@@ -1,4 +1,5 @@
-"""`python -m benchmarks.load run | gate | streams | profile | plot | summary | ab` (benchmarks/README.md)."""
+"""`python -m benchmarks.load run | gate | streams | profile | plot | summary | ab | paired`
+(benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -189,6 +190,66 @@ def ab(
     )
     try:
         ab_mod.run(cfg)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.option("--ref", required=True, help="The baseline commit (checked out with git worktree).")
+@click.option(
+    "--head-ref", default=None, help="Run head (and aa) from this commit instead of the working tree."
+)
+@click.option("--targets", default="relay,baseline,head,aa", show_default=True, help="Comma-separated.")
+@click.option("--scenario", type=click.Choice(["chat", "stream"]), default="chat", show_default=True)
+@click.option(
+    "--lanes", type=int, default=4, show_default=True, help="Client threads (each: one request at a time)."
+)
+@click.option("--block", type=float, default=5.0, show_default=True, help="Seconds per measured block.")
+@click.option("--blocks", type=int, default=30, show_default=True)
+@click.option("--warmup", type=float, default=5.0, show_default=True, help="Seconds before the first block.")
+@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=harness.RESULTS.parent / "runs",
+    show_default=True,
+    help="Where the run's data is kept (paired-<time>.json).",
+)
+@click.option(
+    "--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: in --out."
+)
+def paired(
+    ref: str,
+    head_ref: str | None,
+    targets: str,
+    scenario: str,
+    lanes: int,
+    block: float,
+    blocks: int,
+    warmup: float,
+    out: Path,
+    runs_dir: Path,
+    png: Path | None,
+) -> None:
+    """Paired A/B: every target gets the same requests in the same seconds; CPU ratios per block with a
+    95 % interval (resolves differences of a few per cent where `ab`'s windows cannot)."""
+    from benchmarks.load import paired as paired_mod
+
+    cfg = paired_mod.PairedConfig(
+        ref=ref,
+        head_ref=head_ref,
+        targets=[t.strip() for t in targets.split(",") if t.strip()],
+        scenario=scenario,
+        lanes=max(1, min(lanes, 32)),
+        block_s=max(0.5, block),
+        blocks=max(2, min(blocks, 1000)),
+        warmup_s=max(0.0, warmup),
+        out_dir=out,
+        runs_dir=runs_dir,
+        png=png,
+    )
+    try:
+        paired_mod.run(cfg)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
 
