@@ -24,7 +24,7 @@ from dragonfly.services.ledger_check import check_ledger
 from dragonfly.storage.ports import Database
 from dragonfly.storage.sql import open_database
 from dragonfly.workers.settlement import release_due_earnings
-from dragonfly.workers.usage_audit import AuditFollower
+from dragonfly.workers.usage_audit import RECENT_S, AuditFollower
 
 LOCK_S = 3600
 MODEL = "test/llama-like"
@@ -148,21 +148,32 @@ async def test_one_control_plane_runs_it_and_another_takes_over(db: Database) ->
     assert await a.step() == [] and a.leading
     assert await b.step() == [] and not b.leading  # A holds the lease
 
-    now = now_ms()
+    now, r = now_ms(), int(RECENT_S * 1000)
     trades = [
-        _trade(rng, buyer=buyer, seller=seller, key_id=key_id, at_ms=now - 5000 + i, inflate=1.0)
-        for i in range(3)
+        _trade(rng, buyer=buyer, seller=seller, key_id=key_id, at_ms=now - k * r, inflate=1.0)
+        for k in (6, 4, 2)
     ]
     await write_trades(db, trades)
     await a.step()
     assert {t.row.id for t in trades} <= set(a.seen)
-    # A trade that reaches the database late (it ended before the newest one fed) is still fed.
-    late = _trade(rng, buyer=buyer, seller=seller, key_id=key_id, at_ms=now - 60_000, inflate=1.0)
+    # Nothing new, nothing late: the pass reads again only the last RECENT_S before the newest trade fed
+    # (that trade); the older lookback it counts instead of reading.
+    await a.step()
+    assert a.read == 1
+    # A trade that reaches the database late (it ended before the newest one fed) is still fed: the count
+    # of the older lookback differs, so all of it is read again (and the three fed before are skipped).
+    late = _trade(rng, buyer=buyer, seller=seller, key_id=key_id, at_ms=now - 12 * r, inflate=1.0)
     await write_trades(db, [late])
     await a.step()
     assert late.row.id in a.seen
+    assert a.read == 4
+    newer = _trade(rng, buyer=buyer, seller=seller, key_id=key_id, at_ms=now - r // 5, inflate=1.0)
+    await write_trades(db, [newer])
+    await a.step()
+    assert newer.row.id in a.seen
+    assert a.read == 2  # the newest fed before, again, and the new one
 
     await a.stop()  # gives the lease up (a control plane stopping)
     assert await b.step() == [] and b.leading  # took over: rebuilt from the database
-    assert {t.row.id for t in [*trades, late]} <= set(b.seen)
+    assert {t.row.id for t in [*trades, late, newer]} <= set(b.seen)
     assert await a.step() == [] and not a.leading

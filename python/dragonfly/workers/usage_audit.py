@@ -11,8 +11,12 @@ period (`DRAGONFLY_USAGE_AUDIT_PERIOD_S`, 15 s by default).
 
 Trades are read in the order they ended (`settled_at`, stamped by the gateway when the trade ended). A
 trade reaches the database a moment after that, later when the settlement log had to wait for the
-database; each pass therefore reads again the `LOOKBACK_S` before the newest end it has seen and skips the
-trades it already fed. A trade that reaches the database more than `LOOKBACK_S` after later ones (a
+database. Each pass reads again the last `RECENT_S` before the newest end it has fed (where trades still
+in a settlement batch when the previous pass read are usual) and skips what it already fed; for the older
+rest of the `LOOKBACK_S` it only counts the trades and compares that with how many of them it fed. Equal
+(the usual case), that part is not read; otherwise the whole lookback is read again. (Reading the whole
+lookback on every pass cost the control plane ~0.4 s of CPU every 15 s at 800 trades/s: each trade was
+read eight times.) A trade that reaches the database more than `LOOKBACK_S` after later ones (a
 database outage that long) is not fed to the detector; its own bill was still capped and checked against
 the review threshold when it settled (domain/billing.py).
 
@@ -38,6 +42,7 @@ LEASE_NAME = "usage_audit"
 DEFAULT_PERIOD_S = 15.0
 LEASE_S = 60.0
 LOOKBACK_S = 120.0
+RECENT_S = 5.0
 REPLAY_S = 24 * 3600.0
 REPLAY_TRADES = 200_000
 KINDS = (
@@ -72,6 +77,7 @@ class AuditFollower:
         self.leading = False
         self.newest = 0  # the latest settled_at fed
         self.seen: dict[str, int] = {}  # trade id -> settled_at, for the ids within the lookback
+        self.read = 0  # trades the last pass read from the database
 
     async def step(self, now: int | None = None) -> list[tuple[Alarm, int]]:
         """One pass: hold the lease, then feed the new trades and record the alarms (each with how many
@@ -86,7 +92,14 @@ class AuditFollower:
             self._rebuild(await repo.latest(self.db, now - int(REPLAY_S * 1000), REPLAY_TRADES))
             self.leading = True
             return []
-        rows = await repo.settled_since(self.db, max(0, self.newest - int(LOOKBACK_S * 1000)))
+        since = max(0, self.newest - int(LOOKBACK_S * 1000))
+        recent = max(since, self.newest - int(RECENT_S * 1000))
+        if self.newest and await repo.count_settled_between(self.db, since, recent) == sum(
+            1 for t in self.seen.values() if since <= t < recent
+        ):
+            since = recent  # every trade of the older lookback was fed: not read again
+        rows = await repo.settled_since(self.db, since)
+        self.read = len(rows)
         alarms = [a for row in rows for a in self._feed(row)]
         self._forget()
         out = []

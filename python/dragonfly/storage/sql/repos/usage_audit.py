@@ -10,11 +10,13 @@ from dragonfly.storage.ports import Dialect, Executor, Row
 from dragonfly.storage.sql.repos.earnings import lock_seller
 
 # Trades billed per token with a seller: the reported (native) and counted tokens of each kind.
+_AUDITED = (
+    " FROM trades WHERE settled_at >= $1 AND seller_account_id IS NOT NULL"
+    " AND (price_unit IS NULL OR price_unit = 'token')"
+)
 _TRADES = (
     "SELECT id, settled_at, model, seller_account_id, native_tokens_prompt, counted_tokens_prompt,"
-    " native_tokens_completion, counted_tokens_completion FROM trades"
-    " WHERE settled_at >= $1 AND seller_account_id IS NOT NULL"
-    " AND (price_unit IS NULL OR price_unit = 'token')"
+    " native_tokens_completion, counted_tokens_completion" + _AUDITED
 )
 
 
@@ -37,6 +39,11 @@ async def release_lease(db: Executor, *, name: str, owner: str) -> None:
 async def settled_since(db: Executor, since: int) -> list[Row]:
     """Every trade that ended at or after `since` (ms), in the order they ended."""
     return await db.fetch_all(_TRADES + " ORDER BY settled_at, id", since)
+
+
+async def count_settled_between(db: Executor, since: int, until: int) -> int:
+    """How many of those trades ended at or after `since` and before `until` (ms)."""
+    return int(await db.fetch_val("SELECT COUNT(*)" + _AUDITED + " AND settled_at < $2", since, until))
 
 
 async def latest(db: Executor, since: int, limit: int) -> list[Row]:
