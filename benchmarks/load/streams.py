@@ -10,6 +10,12 @@ a stream lasts (chunks − 1) × delay at the seller. An asyncio client (raw con
 - cancellation: N streams are opened again, the client drops every connection mid-stream, and the
   seller's own counters say how many upstream streams were cancelled and how long after the drop the last
   one ended (CLOCK_MONOTONIC is shared between processes).
+
+Every target starts on a quiet TCP stack: each pass leaves thousands of loopback connections in
+TIME_WAIT for 60 s (2N client connections, and 2N upstream ones through a proxy), and with 15–23k of the
+28k ephemeral ports taken a later target's connects cost more — the target measured last did worst (one
+run: 60 % of its streams within 10 % when measured third, 100 % alone). Before each target the run waits
+until fewer than `QUIET_TIME_WAIT` remain (at most `QUIET_WAIT_S`) and records the count it started with.
 """
 
 from __future__ import annotations
@@ -56,6 +62,32 @@ async def _seller_stats(session: aiohttp.ClientSession, seller: Target) -> dict[
 
 def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+
+QUIET_TIME_WAIT = 1000
+QUIET_WAIT_S = 75.0
+
+
+def time_wait_sockets() -> int:
+    """TCP sockets in TIME_WAIT (state 06 in /proc/net/tcp and tcp6)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path, "rb") as fh:
+                next(fh, None)  # the header
+                n += sum(1 for line in fh if line.split()[3] == b"06")
+        except OSError:
+            continue
+    return n
+
+
+def wait_for_quiet_tcp(limit: int = QUIET_TIME_WAIT, max_s: float = QUIET_WAIT_S) -> tuple[int, float]:
+    """Wait until fewer than `limit` sockets are in TIME_WAIT (or `max_s` passed); returns the count then
+    and the seconds waited."""
+    started = time.monotonic()
+    while (count := time_wait_sockets()) >= limit and time.monotonic() - started < max_s:
+        time.sleep(1.0)
+    return count, time.monotonic() - started
 
 
 async def measure_target(
@@ -225,7 +257,10 @@ def main(
                 f"started over {ramp_s:g} s …",
                 flush=True,
             )
+            time_wait, waited = wait_for_quiet_tcp()
+            print(f"    {time_wait} sockets in TIME_WAIT at start (waited {waited:.0f} s)", flush=True)
             r = uvloop.run(measure_target(t, seller, n, nominal, ramp_s))
+            r["time_wait_at_start"] = time_wait
             report["targets"].append(r)
             print(_render_one(r), flush=True)
         report["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
