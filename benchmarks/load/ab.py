@@ -342,18 +342,8 @@ def run(cfg: AbConfig) -> dict[str, Any]:
         result["figures"] = figures(result)
         md = render(result)
         result = _clean(result)
-        (out_dir / "results.json").write_text(json.dumps(result, indent=2))
-        (out_dir / "results.md").write_text(md)
-        cfg.runs_dir.mkdir(parents=True, exist_ok=True)
-        kept = cfg.runs_dir / f"ab-{stamp}.json"
-        kept.write_text(json.dumps(result, indent=2) + "\n")
-        print(md)
-        print(f"run data: {kept}", flush=True)
-        try:
-            png = try_plot(result, cfg.png or out_dir / "ab.png")
-            print(f"plot: {png}" if png else "plot: skipped (matplotlib not installed)", flush=True)
-        except Exception as exc:  # the data is saved; a picture that fails must not lose it
-            print(f"plot failed: {type(exc).__name__}: {exc}", flush=True)
+        keep_run(result, md, out_dir, cfg.runs_dir / f"ab-{stamp}.json")
+        draw(try_plot, result, cfg.png or out_dir / "ab.png")
         return result
     finally:
         for t in reversed(started):
@@ -364,6 +354,26 @@ def run(cfg: AbConfig) -> dict[str, Any]:
             wt.remove()
         if head_wt is not None:
             head_wt.remove()
+
+
+def keep_run(result: dict[str, Any], md: str, out_dir: Path, kept: Path) -> None:
+    """The run's tables and data into its results directory, the data kept in `kept` (benchmarks/runs/),
+    the tables printed."""
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "results.md").write_text(md)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(result, indent=2) + "\n")
+    print(md)
+    print(f"run data: {kept}", flush=True)
+
+
+def draw(plot: Any, result: dict[str, Any], png: Path) -> None:
+    """`plot(result, png)`, reported; the data is saved first, so a picture that fails must not lose it."""
+    try:
+        written = plot(result, png)
+        print(f"plot: {written}" if written else "plot: skipped (matplotlib not installed)", flush=True)
+    except Exception as exc:
+        print(f"plot failed: {type(exc).__name__}: {exc}", flush=True)
 
 
 def _profile(t: Target) -> dict[str, Any]:

@@ -22,7 +22,6 @@ module; the working tree, or `--head-ref`'s worktree, for head and head-aa; the 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -393,19 +392,8 @@ def run(cfg: PairedConfig) -> dict[str, Any]:
             "ratios": ratios(names, blocks),
         }
         result = ab._clean(result)
-        md = render(result)
-        (out_dir / "results.json").write_text(json.dumps(result, indent=2))
-        (out_dir / "results.md").write_text(md)
-        cfg.runs_dir.mkdir(parents=True, exist_ok=True)
-        kept = cfg.runs_dir / f"paired-{stamp}.json"
-        kept.write_text(json.dumps(result, indent=2) + "\n")
-        print(md)
-        print(f"run data: {kept}", flush=True)
-        try:
-            png = try_plot(result, cfg.png or out_dir / "paired.png")
-            print(f"plot: {png}" if png else "plot: skipped (matplotlib not installed)", flush=True)
-        except Exception as exc:  # the data is saved; a picture that fails must not lose it
-            print(f"plot failed: {type(exc).__name__}: {exc}", flush=True)
+        ab.keep_run(result, render(result), out_dir, cfg.runs_dir / f"paired-{stamp}.json")
+        ab.draw(try_plot, result, cfg.png or out_dir / "paired.png")
         return result
     finally:
         for t in reversed(started):
