@@ -5,12 +5,37 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from benchmarks.load import harness
 from benchmarks.load.targets import ALL_TARGETS, OPTIONAL_TARGETS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _kept_run_options(kind: str) -> Callable[[F], F]:
+    """--out, --runs-dir and --png of a run kept in benchmarks/runs/<kind>-<time>.json."""
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: in --out."
+        )(f)
+        f = click.option(
+            "--runs-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=harness.RESULTS.parent / "runs",
+            show_default=True,
+            help=f"Where the run's data is kept ({kind}-<time>.json).",
+        )(f)
+        return click.option(
+            "--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True
+        )(f)
+
+    return decorate
 
 
 @click.group()
@@ -146,17 +171,7 @@ def profile(scenario: str, duration: float, users: int, rate_hz: int, gil: bool,
 @click.option("--users", type=int, default=64, show_default=True, help="Connections, chat.")
 @click.option("--stream-users", type=int, default=16, show_default=True, help="Connections, stream.")
 @click.option("--probe-count", type=int, default=1000, show_default=True, help="Concurrency-1 requests.")
-@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
-@click.option(
-    "--runs-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=harness.RESULTS.parent / "runs",
-    show_default=True,
-    help="Where the run's data is kept (ab-<time>.json).",
-)
-@click.option(
-    "--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: in --out."
-)
+@_kept_run_options("ab")
 def ab(
     ref: str,
     head_ref: str | None,
@@ -202,22 +217,12 @@ def ab(
 @click.option("--targets", default="relay,baseline,head,aa", show_default=True, help="Comma-separated.")
 @click.option("--scenario", type=click.Choice(["chat", "stream"]), default="chat", show_default=True)
 @click.option(
-    "--lanes", type=int, default=4, show_default=True, help="Client threads (each: one request at a time)."
+    "--lanes", type=int, default=8, show_default=True, help="Client threads (each: one request at a time)."
 )
 @click.option("--block", type=float, default=5.0, show_default=True, help="Seconds per measured block.")
 @click.option("--blocks", type=int, default=30, show_default=True)
 @click.option("--warmup", type=float, default=5.0, show_default=True, help="Seconds before the first block.")
-@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
-@click.option(
-    "--runs-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=harness.RESULTS.parent / "runs",
-    show_default=True,
-    help="Where the run's data is kept (paired-<time>.json).",
-)
-@click.option(
-    "--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: in --out."
-)
+@_kept_run_options("paired")
 def paired(
     ref: str,
     head_ref: str | None,
