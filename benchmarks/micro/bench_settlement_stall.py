@@ -21,7 +21,7 @@ settlement above 200 µs, at any load.
 
 With `--postgres`, a fourth case: PostgreSQL (a throwaway cluster, fsync off) in database mode, where each
 request awaits the group commit (settlements are started as concurrent tasks); there the loop's share is
-building the rows, the column arrays (`columnar`) and asyncpg's encoding of them.
+building the rows, the batch's jsonb document (`one_statement`) and asyncpg's encoding of it.
 
 Run: `python -m benchmarks.micro.bench_settlement_stall [--rates 1000,4000] [--seconds 3] [--postgres]`.
 """

@@ -217,3 +217,22 @@ async def test_fast_batch_sums_balances_and_a_replay_falls_back_per_trade(databa
         assert int(spent) == 4 * cost.charge
     finally:
         await db.close()
+
+
+async def test_fast_batch_of_trades_without_postings_commits_the_trades_alone(database_url: str) -> None:
+    """A batch whose trades post nothing (refusals, free trades) leaves the journal, entry, balance and
+    key-spend parts empty: on PostgreSQL the one-statement batch then passes empty arrays for them."""
+    db = await open_database(database_url)
+    try:
+        rows = [_trade(f"z{i}", "b0", "k0", PAID, 1_795_000_000_000) for i in range(2)]
+        assert await settle_batch(db, [(t, []) for t in rows]) == [None, None]
+        assert await _ledger_state(db) == ({}, {}, 2, 0)
+        assert await db.fetch_val("SELECT COUNT(*) FROM key_spend") == 0
+        # Then a paying trade through the same statement: the arrays are full this time.
+        paid = _trade("z9", "b0", "k0", PAID, 1_795_000_000_000)
+        assert await settle_batch(db, [(paid, trade_postings("b0", "s1", PAID))]) == [None]
+        entries, balances, n_trades, n_journals = await _ledger_state(db)
+        assert entries == balances and (n_trades, n_journals) == (3, 1)
+        assert await ledger.balance(db, buyer_cash("b0")) == -PAID.charge
+    finally:
+        await db.close()

@@ -11,6 +11,14 @@ import asyncpg
 from dragonfly.storage.ports import DatabaseUnavailable, Dialect, Executor, Row, UniqueViolation
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, instead of asyncpg's default reset query (advisory unlock, CLOSE ALL,
+    UNLISTEN, RESET ALL): one more round trip after every pooled query, for session state Dragonfly never
+    leaves on a pooled connection (its advisory locks are transaction-scoped, LISTEN has a connection of
+    its own, nothing SETs or DECLAREs outside a transaction). asyncpg still rolls back a transaction left
+    open before calling this."""
+
+
 class _PgExecutor:
     def __init__(self, conn: Any) -> None:
         self._conn = conn  # an asyncpg Pool or Connection: both have the same query methods
@@ -57,7 +65,9 @@ class PostgresDatabase(_PgExecutor):
 
     async def connect(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=self._min, max_size=self._max)
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min, max_size=self._max, reset=_keep_session
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
         super().__init__(self._pool)
@@ -72,11 +82,16 @@ class PostgresDatabase(_PgExecutor):
     async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         if self._pool is None:
             raise RuntimeError("database is closed")
+        todo = [(sql, rows) for sql, rows in steps if rows]
         try:
+            if len(todo) == 1 and len(todo[0][1]) == 1:
+                # One statement is a transaction of its own: one round trip, no BEGIN and COMMIT.
+                sql, (row,) = todo[0]
+                await self._pool.execute(sql, *row)
+                return
             async with self._pool.acquire() as conn, conn.transaction():
-                for sql, rows in steps:
-                    if rows:
-                        await conn.executemany(sql, rows)
+                for sql, rows in todo:
+                    await conn.executemany(sql, rows)
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from None
 
