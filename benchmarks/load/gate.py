@@ -9,9 +9,11 @@ threshold. Absolute times never decide alone.
 
 The CPU criterion is the one issue 19's targets are stated in: Dragonfly's CPU per request over the relay's
 in the same run (both are one Granian worker on the same seller, so the machine's speed cancels). Five
-calibration runs on a quiet machine measured 3.29–3.39 (benchmarks/HISTORY.md): the limit, 4.0, is 1.18×
-the worst of them — a change that adds a fifth to the request's CPU (about 28 % of Dragonfly's own part,
-which is the ratio minus the relay's 1) trips it, while the measured spread (±1.5 %) stays far below.
+calibration runs on 8c5fed6 measured 2.55–2.92 (benchmarks/README.md "The latency gate"), three fresh-clone
+CI runs the day before 2.70–3.07: the limit, 3.5, is 1.14× the worst of them — a change that adds a sixth
+to the request's CPU (about 40 % of Dragonfly's own part, which is the ratio minus the relay's 1) trips it.
+The spread between runs is ±7 % on a busy day, so a run that fails is run once more and the gate fails
+only when both do (`gate_confirmed`): a regression fails twice, a noisy minute rarely does.
 Latency limits sit at ~3× (p50) and ~7× (p99) the quiet values, loose enough for a busy neighbour. Every
 limit can be overridden with BENCH_GATE_* environment variables.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +39,31 @@ class Thresholds:
     added_p99_ms: float = float(os.environ.get("BENCH_GATE_ADDED_P99_MS", "100.0"))
     error_rate: float = float(os.environ.get("BENCH_GATE_ERROR_RATE", "0.005"))
     # CPU per request of the serve tree over the relay's, same run (calibrated: benchmarks/README.md).
-    cpu_x_relay: float = float(os.environ.get("BENCH_GATE_CPU_X_RELAY", "4.0"))
+    cpu_x_relay: float = float(os.environ.get("BENCH_GATE_CPU_X_RELAY", "3.5"))
     # The gateway must at least keep up with the offered rate (a stall shows up here first).
     min_rps_ratio: float = 0.75
+
+
+def gate_confirmed(
+    run: Callable[[], bool] | None = None,
+    *,
+    segment_s: float,
+    segments: int,
+    rate: float,
+    users: int,
+    out_dir: Path,
+) -> bool:
+    """The gate as CI runs it: a failed run is run once more, and only a second failure fails. `run`
+    replaces one whole gate run (tests)."""
+
+    def real() -> bool:
+        return gate(segment_s=segment_s, segments=segments, rate=rate, users=users, out_dir=out_dir)
+
+    once = run or real
+    if once():
+        return True
+    print("bench-gate: failed once; running it again to tell a regression from a noisy minute", flush=True)
+    return once()
 
 
 def gate(*, segment_s: float, segments: int, rate: float, users: int, out_dir: Path) -> bool:
