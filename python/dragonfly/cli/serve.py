@@ -21,7 +21,6 @@ from types import FrameType
 
 import click
 
-from dragonfly.cli.demo_seed import seed_demo
 from dragonfly.cli.supervisor import Supervisor, free_port, python_module
 from dragonfly.config import Settings
 from dragonfly.lifetime import port_taken
@@ -32,6 +31,8 @@ from dragonfly.storage.sql import open_database
 # kills the gateway's whole process group later still.
 WORKER_KILL_MARGIN_S = 3
 GATEWAY_KILL_MARGIN_S = 5.0
+# How long a plane may take from its start until it listens.
+CHILD_START_S = 60
 # A deep accept queue: thousands of concurrent streams must not wait to be accepted.
 BACKLOG = 4096
 # Granian holds a permit per open connection (idle keep-alive ones too) and stops accepting at its
@@ -234,24 +235,42 @@ def serve(
                 seller_port,
             )
             seller_url = f"http://127.0.0.1:{seller_port}/v1"
-        sup.start(
+        demo_key = None
+        if seller_url is not None:
+            # Into the database before either plane reads it: the gateway's first snapshot has the
+            # demo listing, so the Quick Start request works as soon as the banner is printed.
+            from dragonfly.cli.demo_seed import seed_demo  # only with --demo: it imports the services
+
+            demo_key = asyncio.run(seed_demo(settings, seller_url))
+        # The two planes start side by side (each spends ~0.5-1 s importing and loading; one after the
+        # other that was most of `serve`'s start). The gateway's worker waits for the control plane to
+        # listen before it takes its first request (DRAGONFLY_CONTROL_START_WAIT_S), so nothing is
+        # forwarded to a control plane that is not there yet.
+        control = sup.start(
             "control-plane",
             python_module("dragonfly.api", "--host", "127.0.0.1", "--port", str(control_port)),
             _child_env(settings),
             "127.0.0.1",
             control_port,
+            timeout_s=CHILD_START_S,
+            wait=False,
         )
-        demo_key = None
-        if seller_url is not None:
-            demo_key = asyncio.run(seed_demo(settings, seller_url))
-        sup.start(
+        gateway = sup.start(
             "gateway",
             gateway_command(settings),
-            _child_env(settings, DRAGONFLY_CONTROL_URL=f"http://127.0.0.1:{control_port}"),
+            _child_env(
+                settings,
+                DRAGONFLY_CONTROL_URL=f"http://127.0.0.1:{control_port}",
+                DRAGONFLY_CONTROL_START_WAIT_S=str(CHILD_START_S),
+            ),
             settings.host,
             settings.port,
+            timeout_s=CHILD_START_S,
             grace_s=settings.drain_timeout_s + GATEWAY_KILL_MARGIN_S,
+            wait=False,
         )
+        control.wait_ready()
+        gateway.wait_ready()
         base = f"http://{settings.host}:{settings.port}/v1"
         click.echo(f"Dragonfly is serving on {base}  (database: {settings.database_url.split('://')[0]})")
         click.echo(f"Dashboard: http://{settings.host}:{settings.port}/", nl=False)

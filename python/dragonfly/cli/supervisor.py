@@ -36,6 +36,13 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     grace_s: float = 10.0  # from SIGTERM to SIGKILL
+    host: str = "127.0.0.1"
+    port: int = 0
+    timeout_s: float = 60.0  # from its start until it must listen
+
+    def wait_ready(self) -> None:
+        """Return once the child listens on its port; raise if it exited or its time ran out."""
+        wait_for_port(self.host, self.port, self.proc, self.timeout_s)
 
 
 class Supervisor:
@@ -51,7 +58,10 @@ class Supervisor:
         port: int,
         timeout_s: float = 60,
         grace_s: float = 10.0,
+        wait: bool = True,
     ) -> Child:
+        """Start a child; with `wait` return once it listens on `port`, else at once (call
+        `Child.wait_ready` later: several children then start side by side)."""
         me = os.getpid()
         # Its own session (a terminal's ^C reaches only `serve`, which stops children in order), tied to
         # this process's life: a `serve` killed with SIGKILL takes its children along (lifetime.py).
@@ -62,9 +72,10 @@ class Supervisor:
             start_new_session=True,
             preexec_fn=lambda: die_with_parent(signal.SIGTERM, me),
         )
-        child = Child(name, proc, grace_s)
+        child = Child(name, proc, grace_s, host, port, timeout_s)
         self.children.append(child)
-        wait_for_port(host, port, proc, timeout_s)
+        if wait:
+            child.wait_ready()
         return child
 
     def any_exited(self) -> Child | None:

@@ -37,10 +37,13 @@ OVERLOADED_MESSAGE = "The gateway is at capacity; retry the request."
 
 
 class GatewayApp:
-    def __init__(self, settings: Settings, control_url: str | None) -> None:
+    def __init__(self, settings: Settings, control_url: str | None, control_start_wait_s: float = 0) -> None:
         self.settings = settings
         self.rt = Runtime(settings)
         self.control_url = control_url
+        # > 0 (set by `serve`, which starts both planes at once): the worker waits up to this long for
+        # the control plane to listen before it serves.
+        self.control_start_wait_s = control_start_wait_s
         chat = Inference(self.rt, "chat", "/chat/completions")
         embeddings = Inference(self.rt, "embeddings", "/embeddings")
         # Probes are answered whatever the load: neither counted in flight nor refused.
@@ -77,6 +80,8 @@ class GatewayApp:
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         loop.run_until_complete(self.rt.start())
+        if self.control_url and self.control_start_wait_s > 0:
+            loop.run_until_complete(proxy.wait_for_control_plane(self.control_url, self.control_start_wait_s))
         tune_gc()
         self.drain.install(loop)  # after Granian's own signal handlers: SIGTERM drains with a deadline
 
@@ -185,4 +190,8 @@ def create_app() -> GatewayApp:
     settings = Settings.from_env()
     die_with_parent()  # a Granian worker goes when its main process goes (dragonfly/lifetime.py)
     logfmt.setup(settings.log_level, settings.log_format)
-    return GatewayApp(settings, os.environ.get("DRAGONFLY_CONTROL_URL") or None)
+    return GatewayApp(
+        settings,
+        os.environ.get("DRAGONFLY_CONTROL_URL") or None,
+        float(os.environ.get("DRAGONFLY_CONTROL_START_WAIT_S") or 0),
+    )

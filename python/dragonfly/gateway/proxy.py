@@ -3,8 +3,11 @@ streaming pass-through (ARCHITECTURE.md, Processes: one public port)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -37,6 +40,28 @@ _HOP_BY_HOP = frozenset(
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The control plane enforces its own, smaller limits; this only bounds what we buffer.
 _MAX_FORWARD = 8 * 1024 * 1024
+
+
+async def wait_for_control_plane(control_url: str, timeout_s: float) -> bool:
+    """Wait until the control plane at `control_url` accepts a connection (`serve` starts both planes
+    side by side; the worker calls this before its first request). False, logged, when it did not within
+    `timeout_s`: the gateway serves anyway, and forwarded paths get 503 until the control plane is up."""
+    parts = urlsplit(control_url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        with contextlib.suppress(OSError, TimeoutError):
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return True
+        if loop.time() >= deadline:
+            log.warning("the control plane did not listen within %.0f s; serving without it", timeout_s)
+            return False
+        await asyncio.sleep(0.02)
 
 
 class ControlPlaneClient:

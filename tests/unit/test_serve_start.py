@@ -1,0 +1,63 @@
+"""How `dragonfly serve` starts quickly: its subcommands are imported only when they run, and the two
+planes start side by side, the gateway's worker waiting for the control plane to listen before it
+serves (gateway/proxy.py `wait_for_control_plane`; docs/operator.md `DRAGONFLY_CONTROL_START_WAIT_S`)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from dragonfly.cli import main
+from dragonfly.cli.supervisor import free_port
+from dragonfly.gateway.proxy import wait_for_control_plane
+
+
+def test_serve_does_not_import_the_simulator_or_the_admin_commands() -> None:
+    probe = (
+        "import sys, dragonfly.cli.serve; "
+        "print(sorted(m for m in sys.modules if m.startswith(('dragonfly.simulate', 'dragonfly.cli.admin', "
+        "'dragonfly.cli.demo_seed'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_subcommand_is_still_listed_and_runs() -> None:
+    runner = CliRunner()
+    listed = runner.invoke(main, ["--help"])
+    assert listed.exit_code == 0, listed.output
+    for name in ("admin", "migrate", "serve", "simulate"):
+        assert f"  {name} " in listed.output
+    sub = runner.invoke(main, ["simulate", "--help"])
+    assert sub.exit_code == 0, sub.output
+    assert runner.invoke(main, ["no-such-command"]).exit_code == 2
+
+
+async def test_the_worker_waits_until_the_control_plane_listens() -> None:
+    port = free_port()
+
+    async def answer(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    async def listen_later() -> asyncio.Server:
+        await asyncio.sleep(0.3)
+        return await asyncio.start_server(answer, "127.0.0.1", port)
+
+    later = asyncio.create_task(listen_later())
+    t0 = time.monotonic()
+    assert await wait_for_control_plane(f"http://127.0.0.1:{port}", timeout_s=10) is True
+    waited = time.monotonic() - t0
+    server = await later
+    server.close()
+    await server.wait_closed()
+    assert 0.25 <= waited < 5  # it waited for the listener, and returned soon after it came
+
+
+async def test_a_control_plane_that_never_listens_is_given_up_on_after_the_wait() -> None:
+    t0 = time.monotonic()
+    assert await wait_for_control_plane(f"http://127.0.0.1:{free_port()}", timeout_s=0.3) is False
+    assert 0.25 <= time.monotonic() - t0 < 5
