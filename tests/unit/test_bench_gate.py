@@ -75,7 +75,7 @@ def _runs(*verdicts: bool) -> tuple[list[bool], Any]:
 
 
 def _confirmed(run: Any) -> bool:
-    return gate_confirmed(run, segment_s=1.0, segments=1, rate=1.0, users=1, out_dir=Path("."))
+    return gate_confirmed(run)
 
 
 def test_a_passing_run_is_not_repeated() -> None:
