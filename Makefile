@@ -27,6 +27,9 @@ UV := $(TOOLS)/bin/uv
 LOCK_ARGS := pyproject.toml --all-extras --group pyproject.toml:build --universal --python-version 3.11 \
 	--generate-hashes --quiet -o $(LOCK)
 PYTEST_TIMEOUT ?= 180
+# pytest-xdist workers (`auto`: one per core); a whole file goes to one worker (its module fixtures
+# start once). PYTEST_WORKERS=0 runs the suite in this process.
+PYTEST_WORKERS ?= auto
 ARGS ?=
 
 # rustup installs cargo under ~/.cargo/bin, which a non-login CI shell may not have on PATH.
@@ -107,7 +110,8 @@ rust-test:
 	@$(STEP) "cargo test" cargo test -p dragonfly-core -p dragonfly-io
 
 pytest: build
-	@$(STEP) "pytest" $(VENV_PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT)
+	@$(STEP) "pytest" $(VENV_PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT) \
+		-n $(PYTEST_WORKERS) --dist loadfile
 
 # Load benchmarks (benchmarks/README.md, section Load). `make bench ARGS="--targets direct,embedded"`.
 bench: build

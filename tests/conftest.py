@@ -14,7 +14,8 @@ Fixtures
   demo_seller_factory function  make_seller(**knobs) → running DemoSeller; all stopped afterwards
 
 At the end of a session that started processes, every process log still on disk is scanned for secrets
-(support/log_scan.py): one found fails the run.
+(support/log_scan.py): one found fails the run. Under pytest-xdist (`make test` runs `-n auto`) the
+controller scans the logs of every worker.
 """
 
 from __future__ import annotations
@@ -45,13 +46,26 @@ def _test_failed(node: pytest.Item) -> bool:
 
 
 _LOG_SCAN = pytest.StashKey[tuple[bool, str]]()  # (a secret found, what to print)
+_WORKER_LOGS = pytest.StashKey[list[str]]()  # pytest-xdist's controller: the logs its workers started
+_WORKER_OUTPUT_KEY = "dragonfly_process_logs"
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist (controller): a worker finished; keep the logs it started for the scan below."""
+    logs = node.config.stash.setdefault(_WORKER_LOGS, [])
+    logs.extend(getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY, []))
 
 
 @pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down: every process has stopped
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     """No secret ever in the logs: scan what every process the tests started wrote (printed by
-    `pytest_terminal_summary`, which runs after this)."""
-    paths = started_log_paths()
+    `pytest_terminal_summary`, which runs after this). Under pytest-xdist each worker hands its list to
+    the controller, which scans them all once every worker has finished: a secret fails the whole run."""
+    config = session.config
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker
+        config.workeroutput[_WORKER_OUTPUT_KEY] = [str(p) for p in started_log_paths()]  # type: ignore[attr-defined]
+        return
+    paths = started_log_paths() + [Path(p) for p in config.stash.get(_WORKER_LOGS, [])]
     if not paths:
         return  # no process started (unit tests only)
     scanned, found = scan_files(paths)

@@ -55,7 +55,7 @@ async def test_a_file_database_writes_batches_on_the_native_writer(db: SqliteDat
     assert await _count(db) == STEPS * 10
 
 
-async def test_the_event_loop_turns_while_a_large_batch_commits(db: SqliteDatabase) -> None:
+async def _longest_turn_while_a_large_batch_commits(db: SqliteDatabase, first_id: int) -> float:
     turns = 0
     longest = 0.0
     running = True
@@ -73,15 +73,28 @@ async def test_the_event_loop_turns_while_a_large_batch_commits(db: SqliteDataba
     ticker = asyncio.ensure_future(other_requests())
     await asyncio.sleep(0)
     before = turns
-    await db.write_batch(_steps(0, rows=4000))  # 20,000 rows: tens of ms of SQLite work
+    await db.write_batch(_steps(first_id, rows=4000))  # 20,000 rows: tens of ms of SQLite work
     during = turns - before
     running = False
     await ticker
     # Conversion takes a slice of SLICE_VALUES parameters per turn: 80,000 parameters are 40 turns at
     # the least; the transaction itself runs on the writer's thread while the loop goes on turning.
     assert during >= 40
-    assert await _count(db) == STEPS * 4000
-    assert longest < 0.05, f"a turn of the loop waited {longest * 1000:.1f} ms"
+    return longest
+
+
+async def test_the_event_loop_turns_while_a_large_batch_commits(db: SqliteDatabase) -> None:
+    # Wall time, so a busy machine (the suite runs a worker per core) can stall any one attempt: a
+    # commit that held the GIL would stall every attempt for its whole length.
+    gaps = []
+    for attempt in range(3):
+        gaps.append(await _longest_turn_while_a_large_batch_commits(db, attempt * STEPS * 4000))
+        if gaps[-1] < 0.05:
+            break
+    assert await _count(db) == len(gaps) * STEPS * 4000
+    assert min(gaps) < 0.05, (
+        f"the longest turn of the loop in each attempt: {[f'{g * 1000:.1f} ms' for g in gaps]}"
+    )
 
 
 async def test_a_reader_during_a_batch_sees_none_of_it_or_all_of_it(db: SqliteDatabase) -> None:

@@ -4,7 +4,10 @@ does not (ids, hashes, key hints, the demo banner), and that its report never re
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -145,3 +148,34 @@ def test_redact_shows_at_most_a_third_and_ten_characters() -> None:
     assert redact("hunter2") == "hu…"
     assert redact("abc") == "a…"
     assert redact("ab") == "…"
+
+
+_LEAKY_TEST = """
+import sys
+
+
+def test_a_process_prints_a_key(processes, tmp_path):
+    proc = processes.start([sys.executable, "-c", "print('used {key}')"], ready_port=None)
+    proc.proc.wait(timeout=10)
+"""
+
+
+@pytest.mark.parametrize(
+    "workers", [pytest.param([], id="one process"), pytest.param(["-n", "2"], id="xdist")]
+)
+def test_a_secret_in_a_process_log_fails_the_run(tmp_path: Path, workers: list[str]) -> None:
+    """The session-end scan (tests/conftest.py) as pytest runs it, also under pytest-xdist, where the
+    process that leaked ran in a worker: the run fails, names the log, and never repeats the key."""
+    tests_dir = Path(__file__).resolve().parents[1]
+    (tmp_path / "test_leak.py").write_text(_LEAKY_TEST.format(key=KEY))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", *workers,
+         "--rootdir", str(tmp_path), str(tmp_path / "test_leak.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, out
+    assert "1 passed" in out, out
+    assert "secrets in process logs" in out and "line(s) with a secret in 1 of 1 process logs" in out, out
+    assert KEY not in out
