@@ -50,6 +50,7 @@ _WORKER_LOGS = pytest.StashKey[list[str]]()  # pytest-xdist's controller: the lo
 _WORKER_OUTPUT_KEY = "dragonfly_process_logs"
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown to a pytest run without the plugin
 def pytest_testnodedown(node: Any, error: object) -> None:
     """pytest-xdist (controller): a worker finished; keep the logs it started for the scan below."""
     logs = node.config.stash.setdefault(_WORKER_LOGS, [])
