@@ -232,6 +232,31 @@ def test_listing_rpm_cap_holds_across_two_instances(
     assert refused.headers["x-ratelimit-limit-requests"] == str(rpm)
 
 
+def test_a_free_listing_trades_across_two_instances(
+    pair: Pair, processes: ProcessGroup, fresh_redis_url: str
+) -> None:
+    """A listing priced at 0 holds and charges 0: Redis settles, sweeps and re-seeds zero amounts (its
+    scripts once sent Lua's -0, which HINCRBY refuses, so every free trade failed after it was recorded)."""
+    free_model = "demo/free-1"
+    asyncio.run(
+        seed_listing(pair.settings, pair.seller, model=free_model, seller_email="free@two.test",
+                     input_price="0", output_price="0")
+    )  # fmt: skip
+    buyer_id, key = asyncio.run(_buyer(pair.settings, credit_cents=1, budget_cents=None))
+    _start(pair, processes, fresh_redis_url)
+    responses = _storm(pair.origins, key, 8, {**BODY, "model": free_model})
+    assert _codes(responses) == Counter({"ok": 8}), [r.text for r in responses if r.status_code != 200]
+    balance = asyncio.run(_db_value(pair.settings, lambda db: ledger.balance(db, buyer_cash(buyer_id))))
+    assert balance == cents_to_micros(1)
+    receipt = requests.get(
+        f"{pair.origins[0]}/v1/generation",
+        params={"id": responses[0].headers["x-request-id"]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert receipt.status_code == 200 and float(receipt.json()["data"]["total_cost_usd"]) == 0, receipt.text
+
+
 def test_redis_down_fails_closed_and_both_instances_recover(
     pair: Pair, processes: ProcessGroup, fresh_redis_url: str, redis_server: RedisServer
 ) -> None:

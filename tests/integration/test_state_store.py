@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio
 from support.redis_server import RedisServer
 
 from dragonfly.domain.calendar import month_of
@@ -118,9 +119,50 @@ async def test_listing_rpm_and_concurrency_caps(store: BaseStateStore) -> None:
     assert (await store.admit(req("r2", 1, listing_rpm_cap=2))).ok
     await store.settle("r2", 1)
     limited = await store.admit(req("r3", 1, listing_rpm_cap=2, now_ms=NOW + 10_000))
-    assert limited.refusal == "listing_rpm" and limited.retry_after_s == 51
+    assert (
+        limited.refusal == "listing_rpm" and limited.retry_after_s == 50
+    )  # NOW's second leaves at NOW + 60 s
     later = await store.admit(req("r4", 1, listing_rpm_cap=2, now_ms=NOW + 60_001))
     assert later.ok
+
+
+async def test_the_rpm_window_slides_second_by_second(store: BaseStateStore) -> None:
+    """rpm counts the admissions of the last 60 whole seconds (the current one included)."""
+    await seed(store, 10_000)
+    for i, at in enumerate((0, 20_500, 40_999)):
+        assert (await store.admit(req(f"r{i}", 0, listing_rpm_cap=3, now_ms=NOW + at))).ok
+    full = await store.admit(req("x1", 0, listing_rpm_cap=3, now_ms=NOW + 59_999))
+    assert full.refusal == "listing_rpm" and full.retry_after_s == 1
+    assert (await store.admit(req("r3", 0, listing_rpm_cap=3, now_ms=NOW + 60_000))).ok  # NOW's second left
+    full = await store.admit(req("x2", 0, listing_rpm_cap=3, now_ms=NOW + 60_001))
+    assert full.refusal == "listing_rpm" and full.retry_after_s == 20  # second 20 leaves at 80 s
+    assert (await store.admit(req("r4", 0, listing_rpm_cap=3, now_ms=NOW + 80_000))).ok
+    # A cap set later counts what was admitted without one; a quiet minute empties the window.
+    assert not (await store.admit(req("x3", 0, listing_rpm_cap=2, now_ms=NOW + 80_100))).ok
+    assert (await store.admit(req("r5", 0, listing_rpm_cap=1, now_ms=NOW + 200_000))).ok
+
+
+async def test_the_rpm_window_stays_small_at_any_rate(
+    store: BaseStateStore, request: pytest.FixtureRequest
+) -> None:
+    """50 admissions a second for 70 s: the window holds a count per second, not a member per request,
+    and counts exactly the last 60 seconds' 3,000."""
+    await seed(store, 10_000)
+    for i in range(3500):
+        assert (await store.admit(req(f"r{i}", 0, now_ms=NOW + 20 * i))).ok
+    at = NOW + 69_990
+    full = await store.admit(req("x", 0, listing_rpm_cap=3000, now_ms=at))
+    assert full.refusal == "listing_rpm" and full.retry_after_s == 1
+    assert (await store.admit(req("y", 0, listing_rpm_cap=3001, now_ms=at))).ok
+    if isinstance(store, MemoryStateStore):
+        assert len(store._listings["l1"].window) == 60
+    else:
+        client = redis.asyncio.from_url(request.getfixturevalue("redis_url"))
+        try:
+            assert await client.hlen("df:{l:l1}:rpms") == 62  # 60 seconds, 'n' and 'lo'
+            assert 0 < await client.pttl("df:{l:l1}:rpms") <= 61_000
+        finally:
+            await client.aclose()
 
 
 async def test_refused_admission_reserves_nothing(store: BaseStateStore) -> None:
@@ -152,6 +194,21 @@ async def test_late_settle_after_expiry_replaces_the_worst_case(store: BaseState
     await store.settle("r1", 150)
     view = await store.account_view("a1")
     assert view is not None and view.pending_micros == 150
+
+
+async def test_zero_amounts_settle_sweep_and_reseed(store: BaseStateStore) -> None:
+    """A free listing's hold is 0 and a failed trade costs 0. (The Redis scripts once sent Lua's -0 to
+    HINCRBY, which refuses "-0": every zero settlement, expired zero hold and zero pending entry failed.)"""
+    await seed(store, 1000)
+    assert (await store.admit(req("free", 0))).ok
+    await store.settle("free", 0)
+    assert (await store.admit(req("lost", 0, lease_ttl_ms=1000))).ok  # its instance died
+    assert (await store.admit(req("r1", 500, lease_ttl_ms=1000, now_ms=NOW + 2000))).ok  # sweeps "lost"
+    assert (await store.admit(req("r2", 0, now_ms=NOW + 4000))).ok  # sweeps r1: 500 pending
+    await store.settle("r1", 0)  # late, failed: the worst case becomes 0
+    await seed(store, 1000)
+    view = await store.account_view("a1")
+    assert view is not None and (view.held_micros, view.pending_micros, view.available_micros) == (0, 0, 1000)
 
 
 @pytest.mark.parametrize("seeded", [0, 5])

@@ -15,12 +15,13 @@ from heapq import heapify, heappop, heappush
 from dragonfly.domain.calendar import month_of
 from dragonfly.storage.state.base import UNSEEDED, BaseStateStore, Ref
 from dragonfly.storage.state.ports import (
-    MINUTE_MS,
+    RPM_WINDOW_S,
     SWEEP_MAX,
     AccountSeed,
     AccountView,
     Admission,
     AdmissionRequest,
+    rpm_retry_after_s,
 )
 
 __all__ = ["MemoryStateStore", "month_of"]
@@ -64,7 +65,9 @@ class _Account:
 
 @dataclass(slots=True)
 class _Listing:
-    window: deque[int] = field(default_factory=deque)  # admission times in the last minute
+    # Admissions of the last minute counted per second, oldest first: [second, count], at most 60.
+    window: deque[list[int]] = field(default_factory=deque)
+    in_window: int = 0  # the counts' sum
     leases: dict[str, int] = field(default_factory=dict)  # request id -> lease expiry
     lexp: list[tuple[int, str]] = field(default_factory=list)  # heap of (lease expiry, request id)
 
@@ -98,11 +101,12 @@ class MemoryStateStore(BaseStateStore):
         if budget is not None and key.spent + key.held + key.pending + req.hold_micros > budget:
             return Admission(False, "budget_exceeded")
         lst = self._listings.setdefault(req.listing_id, _Listing())
-        while lst.window and lst.window[0] <= now - MINUTE_MS:
-            lst.window.popleft()
-        if req.listing_rpm_cap is not None and len(lst.window) >= req.listing_rpm_cap:
-            retry = (lst.window[0] + MINUTE_MS - now) // 1000 + 1 if lst.window else 60
-            return Admission(False, "listing_rpm", retry_after_s=int(retry))
+        second, window = now // 1000, lst.window
+        while window and window[0][0] <= second - RPM_WINDOW_S:
+            lst.in_window -= window.popleft()[1]
+        if req.listing_rpm_cap is not None and lst.in_window >= req.listing_rpm_cap:
+            retry = rpm_retry_after_s(window[0][0], now) if window else RPM_WINDOW_S
+            return Admission(False, "listing_rpm", retry_after_s=retry)
         lexp = lst.lexp
         while lexp and lexp[0][0] <= now:
             exp, rid = heappop(lexp)
@@ -112,7 +116,11 @@ class MemoryStateStore(BaseStateStore):
             return Admission(False, "listing_concurrency", retry_after_s=1)
         if req.request_id in acct.holds:
             return Admission(True)  # the same request admitted twice holds once
-        lst.window.append(now)
+        if window and window[-1][0] >= second:  # this second's count (or a clock that stepped back)
+            window[-1][1] += 1
+        else:
+            window.append([second, 1])
+        lst.in_window += 1
         acct.held += req.hold_micros
         key.held += req.hold_micros
         expires = now + req.lease_ttl_ms

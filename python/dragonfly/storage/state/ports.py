@@ -30,6 +30,15 @@ Refusal = Literal["insufficient_balance", "budget_exceeded", "key_rpm", "listing
 # Expired holds released per admission (bounded work inside the atomic call).
 SWEEP_MAX = 32
 MINUTE_MS = 60_000
+# A listing's rpm window counts admissions per whole second: the last RPM_WINDOW_S seconds (the current
+# one included), so its size is bounded by the window, not by the request rate.
+RPM_WINDOW_S = MINUTE_MS // 1000
+
+
+def rpm_retry_after_s(oldest_second: int, now_ms: int) -> int:
+    """Seconds until the oldest second still counted leaves the rpm window (when second + 60 starts),
+    rounded up: at least 1."""
+    return -(-((oldest_second + RPM_WINDOW_S) * 1000 - now_ms) // 1000)
 
 
 class StateUnavailable(ServiceUnavailable):

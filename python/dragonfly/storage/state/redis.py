@@ -7,7 +7,7 @@ Keys (hash-tagged per account so an account's state shares one slot):
   df:{a:ID}:holds        hash   request id -> "key\\tlisting\\tamount"
   df:{a:ID}:hexp         zset   request id by lease expiry (swept by the account's next admission)
   df:{a:ID}:pend         hash   request id -> "seq\\tcost\\tkey\\texpired" (see ports.py)
-  df:{l:ID}:rpm          zset   admissions of the last minute
+  df:{l:ID}:rpms         hash   admissions of the last minute per second (second -> count, n, lo)
   df:{l:ID}:lease        zset   concurrency leases by expiry (swept by the listing's next admission)
 
 The admission script touches an account and a listing, so it needs one Redis primary (or Sentinel),
@@ -31,7 +31,6 @@ from typing import Any
 from dragonfly.domain.calendar import month_of
 from dragonfly.storage.state.base import UNSEEDED, BaseStateStore, Ref
 from dragonfly.storage.state.ports import (
-    MINUTE_MS,
     SWEEP_MAX,
     AccountSeed,
     AccountView,
@@ -95,7 +94,7 @@ class RedisStateStore(BaseStateStore):
             await self._flush()
         a, lst = _acct(req.account_id), _listing(req.listing_id)
         keys = [a, f"{a}:k:{req.key_id}", f"{a}:holds", f"{a}:hexp", f"{a}:pend"]
-        keys += [f"{lst}:rpm", f"{lst}:lease"]
+        keys += [f"{lst}:rpms", f"{lst}:lease"]
         args: list[Any] = [
             req.request_id,
             req.key_id,
@@ -109,7 +108,6 @@ class RedisStateStore(BaseStateStore):
             month_of(req.now_ms),
             SWEEP_MAX,
             _key_prefix(req.account_id),
-            req.now_ms - MINUTE_MS,
         ]
         ref = Ref(req.account_id, req.key_id, req.listing_id)
         try:

@@ -1,15 +1,24 @@
 -- Admission: check and reserve, all or nothing (mirrors MemoryStateStore._admit_once step by step).
 -- KEYS: 1 account hash, 2 key hash, 3 holds (rid -> "key\tlisting\tamount"), 4 hold expiries (zset),
---       5 pending (rid -> "seq\tcost\tkey\texpired"), 6 listing rpm window (zset), 7 listing leases (zset)
+--       5 pending (rid -> "seq\tcost\tkey\texpired"), 6 listing rpm window (hash), 7 listing leases (zset)
 -- ARGV: 1 request id, 2 key id, 3 listing id, 4 hold, 5 key budget (-1 none), 6 rpm cap (-1 none),
 --       7 concurrency cap (-1 none), 8 now ms, 9 lease expiry ms, 10 month, 11 sweep max,
---       12 key-hash prefix of this account, 13 rpm window start (now - 60 s)
+--       12 key-hash prefix of this account
 -- Returns {1} admitted, {0, refusal, retry_after_s} refused, {2} account or key not seeded.
 local acct, khash, holds, hexp, pend, rpm, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local rid, key_id, listing_id = ARGV[1], ARGV[2], ARGV[3]
 local hold, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local rpm_cap, conc_cap = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now, expires, month, prefix = ARGV[8], ARGV[9], ARGV[10], ARGV[12]
+
+-- HINCRBY by minus `amount` (a decimal string). Lua's -0 would be sent as "-0", which HINCRBY refuses:
+-- a zero amount (a free listing's hold, a failed trade's cost) changes nothing and is skipped.
+local function decrement(key, field, amount)
+  local v = tonumber(amount)
+  if v ~= 0 then
+    redis.call('HINCRBY', key, field, -v)
+  end
+end
 
 -- 1. Expired holds of this account (their instance died): release, count the full hold as pending
 --    until the next re-seed says what was charged. Bounded work per call.
@@ -19,8 +28,8 @@ for _, old in ipairs(stale) do
   if h then
     local k, _l, amt = string.match(h, '^(.-)\t(.-)\t(%-?%d+)$')
     redis.call('HDEL', holds, old)
-    redis.call('HINCRBY', acct, 'held', -tonumber(amt))
-    redis.call('HINCRBY', prefix .. k, 'held', -tonumber(amt))
+    decrement(acct, 'held', amt)
+    decrement(prefix .. k, 'held', amt)
     if tonumber(amt) > 0 then
       local seq = redis.call('HINCRBY', acct, 'seq', 1)
       redis.call('HSET', pend, old, seq .. '\t' .. amt .. '\t' .. k .. '\t1')
@@ -50,13 +59,37 @@ if budget >= 0 and (tonumber(k[1]) or 0) + (tonumber(k[2]) or 0) + (tonumber(k[3
   return {0, 'budget_exceeded', 0}
 end
 
--- 4. Listing rpm (sliding minute) and concurrency (leases that expire on their own).
-redis.call('ZREMRANGEBYSCORE', rpm, '-inf', ARGV[13])
-if rpm_cap >= 0 and redis.call('ZCARD', rpm) >= rpm_cap then
-  local first = redis.call('ZRANGE', rpm, 0, 0, 'WITHSCORES')
+-- 4. Listing rpm: the admissions of the last 60 seconds counted per second in one hash (second -> count,
+--    'n' their sum, 'lo' no count is older than this second), so it holds at most ~62 fields whatever
+--    the request rate (MemoryStateStore: the same window as a deque); then concurrency (leases that
+--    expire on their own).
+local sec = math.floor(tonumber(now) / 1000)
+local first = sec - 59 -- the oldest second that still counts
+local w = redis.call('HMGET', rpm, 'lo', 'n')
+local lo, n = tonumber(w[1]), tonumber(w[2]) or 0
+if lo and lo < first then
+  if first - lo >= 60 then -- every count is older than the window
+    redis.call('DEL', rpm)
+    lo, n = nil, 0
+  else
+    for s = lo, first - 1 do
+      local c = redis.call('HGET', rpm, s)
+      if c then
+        n = n - tonumber(c)
+        redis.call('HDEL', rpm, s)
+      end
+    end
+    lo = first
+    redis.call('HSET', rpm, 'lo', lo, 'n', n)
+  end
+end
+if rpm_cap >= 0 and n >= rpm_cap then
   local retry = 60
-  if first[2] then
-    retry = math.floor((tonumber(first[2]) - tonumber(ARGV[13])) / 1000) + 1
+  for s = lo or first, sec do -- the oldest second counted leaves the window when second s + 60 starts
+    if redis.call('HEXISTS', rpm, s) == 1 then
+      retry = math.ceil(((s + 60) * 1000 - tonumber(now)) / 1000)
+      break
+    end
   end
   return {0, 'listing_rpm', retry}
 end
@@ -69,7 +102,13 @@ end
 if redis.call('HEXISTS', holds, rid) == 1 then
   return {1}
 end
-redis.call('ZADD', rpm, now, rid .. '@' .. now)
+if lo then
+  redis.call('HINCRBY', rpm, math.max(sec, lo), 1) -- a clock behind the one that last moved 'lo' counts there
+  redis.call('HINCRBY', rpm, 'n', 1)
+else
+  redis.call('HSET', rpm, sec, 1, 'lo', sec, 'n', 1)
+end
+redis.call('PEXPIRE', rpm, 61000) -- a listing no longer admitted leaves nothing behind
 redis.call('ZADD', leases, expires, rid)
 redis.call('HINCRBY', acct, 'held', hold)
 redis.call('HINCRBY', khash, 'held', hold)

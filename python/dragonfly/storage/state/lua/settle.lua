@@ -6,6 +6,15 @@
 local acct, khash, holds, hexp, pend, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rid, cost = ARGV[1], tonumber(ARGV[2])
 
+-- HINCRBY by minus `amount` (a decimal string). Lua's -0 would be sent as "-0", which HINCRBY refuses:
+-- a zero amount (a free listing's hold, a failed trade's cost) changes nothing and is skipped.
+local function decrement(key, field, amount)
+  local v = tonumber(amount)
+  if v ~= 0 then
+    redis.call('HINCRBY', key, field, -v)
+  end
+end
+
 local function add_pending(key_id)
   if cost > 0 then
     local seq = redis.call('HINCRBY', acct, 'seq', 1)
@@ -21,8 +30,8 @@ if h then
   local k, _l, amt = string.match(h, '^(.-)\t(.-)\t(%-?%d+)$')
   redis.call('HDEL', holds, rid)
   redis.call('ZREM', hexp, rid)
-  redis.call('HINCRBY', acct, 'held', -tonumber(amt))
-  redis.call('HINCRBY', khash, 'held', -tonumber(amt))
+  decrement(acct, 'held', amt)
+  decrement(khash, 'held', amt)
   add_pending(k)
   return 1
 end
