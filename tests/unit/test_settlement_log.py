@@ -14,7 +14,14 @@ import pytest
 from support.ledger_seed import make_trade
 
 from dragonfly.storage.sql.repos.trades import TradeRow
-from dragonfly.storage.sql.settlement_log import LogInUse, SettlementLog, decode, encode, refused_path_for
+from dragonfly.storage.sql.settlement_log import (
+    SWAP_BYTES,
+    LogInUse,
+    SettlementLog,
+    decode,
+    encode,
+    refused_path_for,
+)
 
 # One completed trade as the data plane settles it (the shared test builder), re-numbered per test.
 _TRADE = make_trade(buyer="buyer-1", seller="seller-1", key_id="key-1", at_ms=1_780_000_000_000)
@@ -67,6 +74,35 @@ def test_reset_empties_the_log(tmp_path: Path) -> None:
     log.append(_row("t-2"), POSTINGS)
     log.close()
     assert [t.id for t, _ in SettlementLog(log.path).open()] == ["t-2"]
+
+
+def test_reset_of_a_large_log_swaps_in_a_fresh_file_that_stays_owned(tmp_path: Path) -> None:
+    """Past SWAP_BYTES the log is replaced by a fresh, already locked file (the old one is closed on a
+    thread, off the event loop): appends land in the new file and nobody else can take it meanwhile."""
+    path = tmp_path / "db-settlements"
+    log = SettlementLog(str(path))
+    log.open()
+    old_inode = path.stat().st_ino
+    n = SWAP_BYTES // len(encode(_row("t-0"), POSTINGS)) + 1
+    for i in range(n):
+        log.append(_row(f"t-{i}"), POSTINGS)
+    assert log.size > SWAP_BYTES
+    log.reset()
+    assert log.size == 0 and path.stat().st_ino != old_inode and path.stat().st_size == 0
+    assert not Path(f"{path}.new").exists()
+    with pytest.raises(LogInUse):
+        SettlementLog(str(path)).open()
+    log.append(_row("t-next"), POSTINGS)
+    log.close()
+    assert [t.id for t, _ in SettlementLog(str(path)).open()] == ["t-next"]
+
+
+def test_a_swap_that_never_finished_is_cleaned_up_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "db-settlements"
+    path.write_bytes(encode(_row("t-1"), POSTINGS))
+    Path(f"{path}.new").write_bytes(b"")  # the process died between creating the fresh file and the rename
+    assert [t.id for t, _ in SettlementLog(str(path)).open()] == ["t-1"]  # the old log, replayed
+    assert not Path(f"{path}.new").exists()
 
 
 def test_unreadable_record_is_set_aside_unchanged_and_the_log_can_be_emptied(tmp_path: Path) -> None:

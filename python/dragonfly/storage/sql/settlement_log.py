@@ -21,9 +21,11 @@ log itself can then be emptied as usual.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import MISSING, fields
 
 import orjson
@@ -105,6 +107,28 @@ def _decoded(line: bytes) -> Entry | None:
         return None
 
 
+# `reset` swaps files instead of truncating past this size (truncating 256 KiB takes ~25 µs).
+SWAP_BYTES = 256 * 1024
+_CLOSER: ThreadPoolExecutor | None = None
+
+
+def _closer() -> ThreadPoolExecutor:
+    global _CLOSER
+    if _CLOSER is None:
+        _CLOSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settlement-log-close")
+    return _CLOSER
+
+
+def _fresh_locked(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class SettlementLog:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -121,6 +145,8 @@ class SettlementLog:
             os.close(fd)
             raise LogInUse(f"settlement log {self.path} is held by another data-plane process") from None
         self._fd = fd
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path + ".new")  # a `reset` that never finished
         with open(self.path, "rb") as f:
             data = f.read()
         entries: list[Entry] = []
@@ -215,9 +241,26 @@ class SettlementLog:
         return len(good), len(bad)
 
     def reset(self) -> None:
-        """Empty the log: call only when every entry in it is committed to the database or set aside."""
+        """Empty the log: call only when every entry in it is committed to the database or set aside.
+
+        The kernel frees a file's pages in the call that empties it, ~0.1 ms per MB, and under a steady
+        load the log is empty only now and then, grown to several MB: past `SWAP_BYTES` a fresh file
+        (locked before it takes the name) replaces the log, and the old descriptor is closed on a thread,
+        where its pages are freed. A crash in between leaves the old log, all committed: replayed, a no-op."""
         if self.pinned:
             return
+        if self._size > SWAP_BYTES:
+            try:
+                fd = _fresh_locked(self.path + ".new")
+                os.rename(self.path + ".new", self.path)
+            except OSError as exc:
+                log.warning(
+                    "settlement log: could not swap in a fresh file (%s); truncating", type(exc).__name__
+                )
+            else:
+                old, self._fd, self._size = self._fd, fd, 0
+                _closer().submit(os.close, old)
+                return
         os.ftruncate(self._fd, 0)
         self._size = 0
 

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -42,15 +43,17 @@ from typing import Any, TypeVar
 
 from dragonfly.logsampling import worth_logging
 from dragonfly.native.sqlite_batch import SqliteBatch, SqliteBatchWriter, SqliteWriteError, error_kind
-from dragonfly.storage.ports import Dialect, Executor, Row, UniqueViolation
+from dragonfly.storage.ports import LOOP_SLICE_S, Dialect, Executor, Row, UniqueViolation
+from dragonfly.storage.sql.job_thread import JobThread
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000  # other processes (the control plane) may hold the write lock briefly
 CHECKPOINT_EVERY_S = 1.0  # at most this often, and only when the WAL was written since the last one
 RESTART_WAL_BYTES = 16 * 1024 * 1024  # a WAL past this is checkpointed in RESTART mode
 RESTART_WAIT_MS = 250  # how long a RESTART checkpoint waits for writers and readers before giving up
-# `write_batch` converts at most this many parameters between two turns of the event loop (~0.02 µs each).
-SLICE_VALUES = 2048
+# `write_batch` converts rows this many parameters at a time (0.1–0.2 µs each), and lets the event loop
+# turn between two such calls once LOOP_SLICE_S has passed.
+CHUNK_VALUES = 256
 log = logging.getLogger("dragonfly.storage.sqlite")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -108,14 +111,14 @@ class SqliteDatabase(_SqliteExecutor):
     def __init__(self, path: str) -> None:
         super().__init__(self)
         self._path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._thread: JobThread | None = None  # the connection's thread: every statement runs there
         self._lock = asyncio.Lock()
         self._in_tx = False
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         # The settlement batch's own connection and thread (a file database only): see `write_batch`.
         self._writer: SqliteBatchWriter | None = None
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-batch")
+        self._writer_thread: JobThread | None = None
 
     async def connect(self) -> None:
         if self._path != ":memory:":
@@ -133,11 +136,11 @@ class SqliteDatabase(_SqliteExecutor):
             return conn
 
         loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._pool, _open)
+        self._thread = JobThread("sqlite")
+        self._conn = await self._thread.run(_open)
         if self._path != ":memory:":
-            self._writer = await loop.run_in_executor(
-                self._writer_pool, SqliteBatchWriter, self._path, BUSY_TIMEOUT_MS
-            )
+            self._writer_thread = JobThread("sqlite-batch")
+            self._writer = await self._writer_thread.run(SqliteBatchWriter, self._path, BUSY_TIMEOUT_MS)
             self._checkpointer = loop.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
 
     async def _checkpoint_loop(self) -> None:
@@ -194,8 +197,8 @@ class SqliteDatabase(_SqliteExecutor):
             pool.shutdown(wait=False)
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        if conn is None:
+        conn, thread = self._conn, self._thread
+        if conn is None or thread is None:
             raise RuntimeError("database is closed")
 
         def _guarded() -> T:
@@ -206,7 +209,7 @@ class SqliteDatabase(_SqliteExecutor):
                     raise UniqueViolation(str(exc)) from None
                 raise
 
-        fut = asyncio.get_running_loop().run_in_executor(self._pool, _guarded)
+        fut = thread.run(_guarded)
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -242,24 +245,27 @@ class SqliteDatabase(_SqliteExecutor):
     async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         """One transaction of fixed statements, each run for its rows (the settlement batch): committed
         whole or not at all. A file database commits it on the native batch writer's connection, off the
-        event loop; only converting the rows runs here, `SLICE_VALUES` parameters at a time with a turn of
-        the loop between slices. Cancelled after the commit started, it waits for the commit to end: the
-        batch may then be in the database (callers replay by request id, idempotently)."""
-        writer = self._writer
-        if writer is None:
+        event loop; only converting the rows runs here, with a turn of the loop every `LOOP_SLICE_S`.
+        Cancelled after the commit started, it waits for the commit to end: the batch may then be in the
+        database (callers replay by request id, idempotently)."""
+        writer, thread = self._writer, self._writer_thread
+        if writer is None or thread is None:
             await self._write_batch_on_thread(steps)
             return
         batch = SqliteBatch()
+        started = time.perf_counter()
         for sql, rows in steps:
             if not rows:
                 continue
             translated = _translate(sql)
-            per = max(1, SLICE_VALUES // max(1, len(rows[0])))
+            per = max(1, CHUNK_VALUES // max(1, len(rows[0])))
             for i in range(0, len(rows), per):
-                if batch.values:
+                if time.perf_counter() - started > LOOP_SLICE_S:
                     await asyncio.sleep(0)
+                    started = time.perf_counter()
                 batch.add(translated, rows[i : i + per])
-        fut = asyncio.get_running_loop().run_in_executor(self._writer_pool, writer.write, batch)
+        await asyncio.sleep(0)  # handing the batch to the writer's thread: a slice of its own
+        fut = thread.run(writer.write, batch)
         try:
             await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -300,13 +306,16 @@ class SqliteDatabase(_SqliteExecutor):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
-        loop = asyncio.get_running_loop()
-        if self._writer is not None:
+        if self._writer is not None and self._writer_thread is not None:
             writer, self._writer = self._writer, None
             # On the writer's thread: after a write still running there.
-            await loop.run_in_executor(self._writer_pool, writer.close)
-        self._writer_pool.shutdown(wait=False)
-        if self._conn is not None:
+            await self._writer_thread.run(writer.close)
+        if self._writer_thread is not None:
+            self._writer_thread.stop()
+            self._writer_thread = None
+        if self._conn is not None and self._thread is not None:
             conn, self._conn = self._conn, None
-            await loop.run_in_executor(self._pool, conn.close)
-        self._pool.shutdown(wait=False)
+            await self._thread.run(conn.close)
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None

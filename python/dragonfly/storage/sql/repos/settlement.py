@@ -17,6 +17,7 @@ Two shapes of the same batch (`settle_batch` picks):
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ import orjson
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import Posting, check_balanced
 from dragonfly.ids import line_id, new_id
-from dragonfly.storage.ports import Database, UniqueViolation
+from dragonfly.storage.ports import LOOP_SLICE_S, Database, UniqueViolation
 from dragonfly.storage.sql.repos.trades import INSERT_TRADE, TradeRow, as_params
 
 Steps = list[tuple[str, list[tuple[Any, ...]]]]
@@ -151,19 +152,23 @@ def one_statement(batch: Batch, steps: FastSteps) -> Steps:
     return [(ONE_STATEMENT, [(orjson.dumps(doc).decode(),)])]
 
 
-# Trades whose rows `settle_batch` builds between two turns of the event loop (4–8 µs each).
-SLICE_TRADES = 16
-
-
 async def settle_batch(db: Database, batch: Batch) -> list[BaseException | None]:
     """Commit a batch; per trade, None or the error that kept it from committing."""
     try:
         steps = FastSteps()
-        for i in range(0, len(batch), SLICE_TRADES):
-            if i:
-                await asyncio.sleep(0)  # a full batch is a few ms of Python: let requests in between
-            steps.add(batch[i : i + SLICE_TRADES])
-        await db.write_batch(one_statement(batch, steps) if db.dialect == "postgres" else steps.steps())
+        started = time.perf_counter()
+        for trade, postings in batch:
+            if time.perf_counter() - started > LOOP_SLICE_S:  # a full batch is ms of Python: let requests in
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+            steps.add_trade(trade, postings)
+        await asyncio.sleep(0)  # the statement (PostgreSQL) or the rows' conversion: a slice of its own
+        if db.dialect == "postgres":
+            statement = one_statement(batch, steps)
+            await asyncio.sleep(0)  # and asyncpg's execute another
+            await db.write_batch(statement)
+        else:
+            await db.write_batch(steps.steps())
         return [None] * len(batch)
     except UniqueViolation:
         pass  # a replayed request id (or one twice in the batch): settle one by one, guarded
@@ -188,21 +193,23 @@ class FastSteps:
         self.spend: dict[tuple[str, str], int] = {}
 
     def add(self, batch: Batch) -> None:
-        trades, journals, entries = self.trades, self.journals, self.entries
-        balances, spend = self.balances, self.spend
         for trade, postings in batch:
-            trades.append(as_params(trade))
-            lines = check_balanced(postings)
-            if not lines:
-                continue
-            jid = new_id()
-            journals.append((jid, trade.id, trade.settled_at))
-            for i, p in enumerate(lines):
-                entries.append((jid, p.account, p.amount, trade.settled_at, line_id(jid, i)))
-                balances[p.account] = balances.get(p.account, 0) + p.amount
-            if trade.cost_micros > 0:
-                k = (trade.key_id, month_of(trade.created_at))
-                spend[k] = spend.get(k, 0) + trade.cost_micros
+            self.add_trade(trade, postings)
+
+    def add_trade(self, trade: TradeRow, postings: list[Posting]) -> None:
+        self.trades.append(as_params(trade))
+        lines = check_balanced(postings)
+        if not lines:
+            return
+        jid = new_id()
+        self.journals.append((jid, trade.id, trade.settled_at))
+        entries, balances = self.entries, self.balances
+        for i, p in enumerate(lines):
+            entries.append((jid, p.account, p.amount, trade.settled_at, line_id(jid, i)))
+            balances[p.account] = balances.get(p.account, 0) + p.amount
+        if trade.cost_micros > 0:
+            k = (trade.key_id, month_of(trade.created_at))
+            self.spend[k] = self.spend.get(k, 0) + trade.cost_micros
 
     def steps(self) -> Steps:
         return [
