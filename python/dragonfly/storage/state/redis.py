@@ -53,6 +53,11 @@ def _lua(name: str) -> str:
     return (resources.files("dragonfly.storage.state") / "lua" / name).read_text(encoding="utf-8")
 
 
+def _money_lua(name: str) -> str:
+    """A money script with the helpers it shares (`lua/money.lua`: `decrement`) in front of it."""
+    return _lua("money.lua") + _lua(name)
+
+
 def _acct(account_id: str) -> str:
     return f"df:{{a:{account_id}}}"
 
@@ -83,9 +88,9 @@ class RedisStateStore(BaseStateStore):
         super().__init__()
         # Fail fast, no retries: the caller answers 503 and the client retries.
         self._redis = RespClient(url, connect_timeout_s=connect_timeout_s, op_timeout_s=op_timeout_s)
-        self._admit = Script(self._redis, _lua("admit.lua"))
-        self._settle = Script(self._redis, _lua("settle.lua"))
-        self._seed = Script(self._redis, _lua("seed.lua"))
+        self._admit = Script(self._redis, _money_lua("admit.lua"))
+        self._settle = Script(self._redis, _money_lua("settle.lua"))
+        self._seed = Script(self._redis, _money_lua("seed.lua"))
         self._queued: deque[tuple[str, Ref, int]] = deque()
         self._warned = False
 

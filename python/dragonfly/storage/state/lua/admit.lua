@@ -5,20 +5,12 @@
 --       7 concurrency cap (-1 none), 8 now ms, 9 lease expiry ms, 10 month, 11 sweep max,
 --       12 key-hash prefix of this account
 -- Returns {1} admitted, {0, refusal, retry_after_s} refused, {2} account or key not seeded.
+-- (`decrement` comes from lua/money.lua, which redis.py puts in front of this script.)
 local acct, khash, holds, hexp, pend, rpm, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local rid, key_id, listing_id = ARGV[1], ARGV[2], ARGV[3]
 local hold, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local rpm_cap, conc_cap = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now, expires, month, prefix = ARGV[8], ARGV[9], ARGV[10], ARGV[12]
-
--- HINCRBY by minus `amount` (a decimal string). Lua's -0 would be sent as "-0", which HINCRBY refuses:
--- a zero amount (a free listing's hold, a failed trade's cost) changes nothing and is skipped.
-local function decrement(key, field, amount)
-  local v = tonumber(amount)
-  if v ~= 0 then
-    redis.call('HINCRBY', key, field, -v)
-  end
-end
 
 -- 1. Expired holds of this account (their instance died): release, count the full hold as pending
 --    until the next re-seed says what was charged. Bounded work per call.

@@ -3,17 +3,9 @@
 -- KEYS: 1 account hash, 2 key hash, 3 holds, 4 hold expiries, 5 pending, 6 listing leases
 -- ARGV: 1 request id, 2 cost, 3 key id
 -- Returns 1 released a hold, 2 already settled (or replaced an expired hold's worst case), 3 orphan.
+-- (`decrement` comes from lua/money.lua, which redis.py puts in front of this script.)
 local acct, khash, holds, hexp, pend, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rid, cost = ARGV[1], tonumber(ARGV[2])
-
--- HINCRBY by minus `amount` (a decimal string). Lua's -0 would be sent as "-0", which HINCRBY refuses:
--- a zero amount (a free listing's hold, a failed trade's cost) changes nothing and is skipped.
-local function decrement(key, field, amount)
-  local v = tonumber(amount)
-  if v ~= 0 then
-    redis.call('HINCRBY', key, field, -v)
-  end
-end
 
 local function add_pending(key_id)
   if cost > 0 then
