@@ -14,8 +14,8 @@ LOOPBACK = "127.0.0.1"
 # The ports tests choose for the servers they start come from below the kernel's ephemeral range (Linux:
 # 32768-60999), which nothing else hands out, each pytest-xdist worker from a slice of its own. A port
 # from bind(0) was free only until the server bound it, and another worker's `dragonfly serve` could be
-# handed the same port for its control plane meanwhile: Robyn and Granian bind with SO_REUSEPORT, so both
-# bound it and shared its connections (a chat request answered by a control plane's 404).
+# handed the same port for its control plane meanwhile: the control plane (Robyn) binds with SO_REUSEPORT,
+# so both bound it and shared its connections (a chat request answered by a control plane's 404).
 PORT_RANGE = (10_000, 32_000)
 _cursor: int | None = None
 
