@@ -4,7 +4,6 @@ balances, listing rpm and listing concurrency hold across both, under many concu
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,8 +15,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from support.market import SECRET, market_settings, seed_listing
-from support.ports import free_port
+from support.market import market_settings, seed_listing, start_serve
 from support.processes import ProcessGroup
 from support.redis_server import RedisServer
 
@@ -57,26 +55,6 @@ def _hold() -> int:
     )
 
 
-def start_serve_redis(processes: ProcessGroup, settings: Settings, redis_url: str) -> str:
-    port = free_port()
-    processes.start(
-        [sys.executable, "-m", "dragonfly.cli", "serve", "--no-demo", "--port", str(port)],
-        ready_port=port,
-        env={
-            "DRAGONFLY_DATABASE_URL": settings.database_url,
-            "DRAGONFLY_DATA_DIR": settings.data_dir,
-            "DRAGONFLY_REDIS_URL": redis_url,
-            "DRAGONFLY_SECRET_KEY": SECRET,
-            "DRAGONFLY_ALLOW_PRIVATE_UPSTREAMS": "1",
-            "DRAGONFLY_MAIL_BACKEND": "file",
-            "DRAGONFLY_UPSTREAM_CONNECT_TIMEOUT_S": "2",
-            "DRAGONFLY_UPSTREAM_READ_TIMEOUT_S": "10",
-        },
-        timeout_s=60,
-    )
-    return f"http://127.0.0.1:{port}"
-
-
 @dataclass
 class Pair:
     settings: Settings
@@ -103,7 +81,8 @@ def pair(
 
 
 def _start(pair: Pair, processes: ProcessGroup, redis_url: str) -> None:
-    pair.origins = [start_serve_redis(processes, pair.settings, redis_url) for _ in range(2)]
+    env = {"DRAGONFLY_REDIS_URL": redis_url}
+    pair.origins = [start_serve(processes, pair.settings, read_timeout_s=10, extra_env=env) for _ in range(2)]
 
 
 async def _buyer(settings: Settings, *, credit_cents: int, budget_cents: int | None) -> tuple[str, str]:
