@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dragonfly.domain.ledger import (
@@ -234,5 +236,57 @@ async def test_fast_batch_of_trades_without_postings_commits_the_trades_alone(da
         entries, balances, n_trades, n_journals = await _ledger_state(db)
         assert entries == balances and (n_trades, n_journals) == (3, 1)
         assert await ledger.balance(db, buyer_cash("b0")) == -PAID.charge
+    finally:
+        await db.close()
+
+
+async def test_fast_batch_stores_every_trade_column_as_given(database_url: str) -> None:
+    """Every column of a trade reads back as written, through the batch each backend runs (on PostgreSQL
+    the trade travels as a JSON array in column order): NULLs, text that needs escaping, integers past
+    2^53, `streamed` given as a boolean or a number."""
+    db = await open_database(database_url)
+    try:
+        base = _trade("c0", "b0", "k0", PAID, 1_795_000_000_000)
+        full = dataclasses.replace(
+            base,
+            id="c1",
+            model='ac/mé "quoted" \\ model',
+            upstream_model="ünïcode-🙂",
+            streamed=True,
+            finish_reason="length",
+            error_code="upstream_error",
+            latency_ms=987_654,
+            native_tokens_prompt=7,
+            attempts='[{"listing_id":"l\\"1","status":"ok"}]',
+            price_unit="characters",
+            characters_prompt=2**53 + 1,
+            counted_tokens_prompt=11,
+            input_price=9_223_372_036_854_775_807,
+            output_price=0,
+            cached_input_price=1,
+        )
+        bare = dataclasses.replace(
+            base,
+            id="c2",
+            upstream_model=None,
+            listing_id=None,
+            seller_account_id=None,
+            provider=None,
+            streamed=0,
+            finish_reason=None,
+            latency_ms=None,
+            ttft_ms=None,
+            native_tokens_prompt=None,
+            native_tokens_completion=None,
+            counted_tokens_completion=None,
+        )
+        numeric = dataclasses.replace(base, id="c3", streamed=1)
+        batch = [(t, trade_postings(t.buyer_account_id, "s1", PAID)) for t in (full, bare, numeric)]
+        assert await settle_batch(db, batch) == [None, None, None]
+        for trade in (full, bare, numeric):
+            row = await db.fetch_one("SELECT * FROM trades WHERE id = $1", trade.id)
+            assert row is not None
+            expected = dataclasses.asdict(trade) | {"streamed": int(trade.streamed)}
+            assert {name: row[name] for name in expected} == expected
     finally:
         await db.close()
