@@ -377,3 +377,25 @@ async def test_two_stores_share_one_redis(fresh_redis_url: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.redis
+async def test_a_lease_nobody_settles_leaves_nothing_behind(fresh_redis_url: str) -> None:
+    """An instance that dies mid-request never settles its lease; a listing deleted afterwards is never
+    admitted again to sweep it. The lease set expires with its latest lease instead — and a shorter lease
+    taken later does not shorten it."""
+    store = RedisStateStore(fresh_redis_url)
+    client = redis.asyncio.from_url(fresh_redis_url)
+    try:
+        await seed(store, 100)
+        assert (await store.admit(req("long", 0, listing_id="l1", lease_ttl_ms=60_000))).ok
+        assert (await store.admit(req("short", 0, listing_id="l1", lease_ttl_ms=100))).ok
+        assert 59_000 < await client.pttl("df:{l:l1}:lease") <= 61_000
+        assert (await store.admit(req("dying", 0, listing_id="l2", lease_ttl_ms=100))).ok
+        assert 0 < await client.pttl("df:{l:l2}:lease") <= 1_100
+        await asyncio.sleep(1.3)
+        assert await client.exists("df:{l:l2}:lease") == 0
+        assert await client.zcard("df:{l:l1}:lease") == 2  # still there: its latest lease has not expired
+    finally:
+        await client.aclose()
+        await store.close()

@@ -8,7 +8,8 @@ Keys (hash-tagged per account so an account's state shares one slot):
   df:{a:ID}:hexp         zset   request id by lease expiry (swept by the account's next admission)
   df:{a:ID}:pend         hash   request id -> "seq\\tcost\\tkey\\texpired" (see ports.py)
   df:{l:ID}:rpms         hash   admissions of the last minute per second (second -> count, n, lo)
-  df:{l:ID}:lease        zset   concurrency leases by expiry (swept by the listing's next admission)
+  df:{l:ID}:lease        zset   concurrency leases by expiry (swept by the listing's next admission; the key
+                                expires with its latest lease)
 
 The admission script touches an account and a listing, so it needs one Redis primary (or Sentinel),
 not Redis Cluster.

@@ -102,6 +102,13 @@ else
 end
 redis.call('PEXPIRE', rpm, 61000) -- a listing no longer admitted leaves nothing behind
 redis.call('ZADD', leases, expires, rid)
+-- The lease set lives as long as its latest lease (+1 s): a lease whose instance died before settling is
+-- otherwise swept only by the listing's next admission, which a deleted listing never gets. Only ever
+-- lengthened, so an instance with a shorter lease time cannot cut another's lease short.
+local lease_ms = tonumber(expires) - tonumber(now) + 1000
+if redis.call('PTTL', leases) < lease_ms then
+  redis.call('PEXPIRE', leases, lease_ms)
+end
 redis.call('HINCRBY', acct, 'held', hold)
 redis.call('HINCRBY', khash, 'held', hold)
 redis.call('HSET', holds, rid, key_id .. '\t' .. listing_id .. '\t' .. ARGV[4])
