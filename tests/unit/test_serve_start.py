@@ -5,14 +5,17 @@ serves (gateway/proxy.py `wait_for_control_plane`; docs/operator.md `DRAGONFLY_C
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from dragonfly.cli import main
-from dragonfly.cli.supervisor import free_port
+from dragonfly.cli.supervisor import free_port, reserve_port
 from dragonfly.gateway.proxy import wait_for_control_plane
 
 
@@ -61,3 +64,30 @@ async def test_a_control_plane_that_never_listens_is_given_up_on_after_the_wait(
     t0 = time.monotonic()
     assert await wait_for_control_plane(f"http://127.0.0.1:{free_port()}", timeout_s=0.3) is False
     assert 0.25 <= time.monotonic() - t0 < 5
+
+
+def test_a_reserved_port_is_refused_to_others_and_taken_by_a_reuseport_child() -> None:
+    """`serve` holds the control plane's port until the control plane listens (`reserve_port`): no other
+    bind gets it meanwhile (a second `serve`'s bind(0) is refused the same way), the child binding it with
+    SO_REUSEPORT, as Robyn does, gets it and every connection, and keeps it once the reservation closes.
+    (That Robyn itself binds a reserved port is shown by every end-to-end test: `serve` reserves it.)"""
+    reserved = reserve_port()
+    port = reserved.getsockname()[1]
+    child = socket.socket()
+    child.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        with socket.socket() as other, pytest.raises(OSError) as refused:
+            other.bind(("127.0.0.1", port))
+        assert refused.value.errno == errno.EADDRINUSE
+        child.bind(("127.0.0.1", port))
+        child.listen()
+        reserved.close()
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                conn, _ = child.accept()
+                conn.close()
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))
+    finally:
+        reserved.close()
+        child.close()

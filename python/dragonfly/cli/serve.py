@@ -21,7 +21,7 @@ from types import FrameType
 
 import click
 
-from dragonfly.cli.supervisor import Supervisor, free_port, python_module
+from dragonfly.cli.supervisor import Supervisor, free_port, python_module, reserve_port
 from dragonfly.config import Settings
 from dragonfly.lifetime import port_taken
 from dragonfly.storage.sql import open_database
@@ -222,8 +222,10 @@ def serve(
 
     sup = Supervisor()
     failed = None
+    # The control plane's port stays reserved until it listens there (supervisor.reserve_port).
+    reserved = None if settings.control_port else reserve_port()
     try:
-        control_port = settings.control_port or free_port()
+        control_port = int(reserved.getsockname()[1]) if reserved is not None else settings.control_port
         seller_url = None
         if settings.demo:
             seller_port = free_port()
@@ -270,6 +272,8 @@ def serve(
             wait=False,
         )
         control.wait_ready()
+        if reserved is not None:
+            reserved.close()
         gateway.wait_ready()
         base = f"http://{settings.host}:{settings.port}/v1"
         click.echo(f"Dragonfly is serving on {base}  (database: {settings.database_url.split('://')[0]})")
@@ -289,6 +293,8 @@ def serve(
                 break
             time.sleep(0.2)
     finally:
+        if reserved is not None:
+            reserved.close()
         sup.stop_all()
         with contextlib.suppress(OSError):
             shutil.rmtree(metrics_dir)

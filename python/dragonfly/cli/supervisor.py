@@ -20,6 +20,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def reserve_port(host: str = "127.0.0.1") -> socket.socket:
+    """A free port held for a child that binds it with SO_REUSEPORT (the control plane: Robyn does);
+    close the socket once the child listens.
+
+    With `free_port` the port is free again between its pick and the child's bind (~1 s of imports), and
+    a second `serve` starting on the host meanwhile can be handed the same port: both control planes then
+    bind it, SO_REUSEPORT shares it without an error, and the kernel spreads one gateway's forwarded calls
+    over both (the suspected cause of a CI failure: a login forwarded right after `serve` started was
+    answered 503, as when the control plane reached is another one, stopping). Held here with
+    SO_REUSEPORT and not listening, the port is skipped by every other bind(0) on the host, the child still
+    binds it, and no connection is ever routed to this socket."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((host, 0))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
