@@ -39,26 +39,28 @@ def ticks() -> Iterator[Callable[[], int]]:
         t.join()
 
 
-def moved_while_running(ticks: Callable[[], int], call: Callable[[], object]) -> bool:
-    """Whether the ticker moved (4 ticks or more) during one of up to five calls."""
+# The ticker moved during a call when it advanced this many ticks (1 ms each) or more.
+MOVED_TICKS = 4
+
+
+def _ticks_per_call(ticks: Callable[[], int], call: Callable[[], object]) -> Iterator[int]:
+    """How far the ticker advanced during each of up to five calls (made lazily, one per value taken)."""
     for _ in range(5):
         before = ticks()
         call()
-        if ticks() - before >= 4:
-            return True
-    return False
+        yield ticks() - before
+
+
+def moved_while_running(ticks: Callable[[], int], call: Callable[[], object]) -> bool:
+    """Whether the ticker moved during one of up to five calls."""
+    return any(n >= MOVED_TICKS for n in _ticks_per_call(ticks, call))
 
 
 def stuck_while_running(ticks: Callable[[], int], call: Callable[[], object]) -> bool:
-    """Whether the ticker stayed stuck (3 ticks or fewer) during one of up to five calls: the control's
-    measure, as tolerant of a busy machine as `moved_while_running` (under pytest-xdist a single attempt
-    once saw the ticker move through `json.loads`, and that failed the test)."""
-    for _ in range(5):
-        before = ticks()
-        call()
-        if ticks() - before < 4:
-            return True
-    return False
+    """Whether the ticker stayed stuck during one of up to five calls: the control's measure, as tolerant
+    of a busy machine as `moved_while_running` (under pytest-xdist a single attempt once saw the ticker
+    move through `json.loads`, and that failed the test)."""
+    return any(n < MOVED_TICKS for n in _ticks_per_call(ticks, call))
 
 
 def test_the_measure_sees_a_call_that_holds_the_gil(ticks: Callable[[], int]) -> None:
