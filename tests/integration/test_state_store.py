@@ -4,13 +4,16 @@ concurrency, settlement is exact and idempotent, re-seeding SETs, and Redis fail
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 import redis.asyncio
 from support.redis_server import RedisServer
 
 from dragonfly.domain.calendar import month_of
+from dragonfly.gateway.eager import start_now
 from dragonfly.storage.state.base import BaseStateStore
 from dragonfly.storage.state.memory import MemoryStateStore
 from dragonfly.storage.state.ports import (
@@ -19,7 +22,7 @@ from dragonfly.storage.state.ports import (
     StateUnavailable,
     seed_now,
 )
-from dragonfly.storage.state.redis import RedisStateStore
+from dragonfly.storage.state.redis import RedisStateStore, _acct
 
 NOW = 1_780_000_000_000
 MONTH = month_of(NOW)
@@ -398,4 +401,29 @@ async def test_a_lease_nobody_settles_leaves_nothing_behind(fresh_redis_url: str
         assert await client.zcard("df:{l:l1}:lease") == 2  # still there: its latest lease has not expired
     finally:
         await client.aclose()
+        await store.close()
+
+
+@pytest.mark.redis
+async def test_a_release_started_now_is_in_redis_before_the_caller_awaits(fresh_redis_url: str) -> None:
+    """The gateway hands a trade's hold release to the store with `start_now` before it sends the answer
+    and waits for Redis's reply only after (gateway/chat.py `_settle`): the script call must be on the
+    wire when `start_now` returns. The event loop does not run while this test reads Redis with a
+    blocking client, so the release can only be there if the first step wrote it."""
+    store = RedisStateStore(fresh_redis_url)
+    reader = redis.Redis.from_url(fresh_redis_url)
+    try:
+        await seed(store, 1000)
+        assert (await store.admit(req("r1", 600))).ok
+        assert reader.hget(_acct("a1"), "held") == b"600"
+        release = start_now(store.settle("r1", 250))
+        deadline = time.monotonic() + 5
+        while reader.hget(_acct("a1"), "held") != b"0" and time.monotonic() < deadline:
+            time.sleep(0.005)  # noqa: ASYNC251 - blocking on purpose: the loop must not run
+        assert reader.hget(_acct("a1"), "held") == b"0"
+        await release
+        view = await store.account_view("a1")
+        assert view is not None and view.held_micros == 0 and view.available_micros == 750
+    finally:
+        reader.close()
         await store.close()

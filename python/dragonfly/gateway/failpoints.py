@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-POINTS = ("after_reserve", "during_upstream", "mid_stream", "before_commit", "after_commit")
+POINTS = ("after_reserve", "during_upstream", "mid_stream", "before_commit", "after_commit", "after_response")
 EXIT_STATUS = 86
 
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -142,8 +143,9 @@ class Speech(Inference):
             usage = Usage()  # a truncated file is not billed
         else:
             usage = Usage(prompt=pre.prompt_tokens, characters=trade.characters)
+        release: Awaitable[None] | None = None
         try:
-            await self._settle(trade, usage, status, error_code)
+            release = await self._settle(trade, usage, status, error_code)
         except Exception as exc:
             # The buyer is not charged (_settle); with a content-length the answer stays incomplete.
             log.error("speech settlement failed: %s", type(exc).__name__)
@@ -151,7 +153,9 @@ class Speech(Inference):
             if last and status == "completed":
                 with contextlib.suppress(Exception):
                     await transport.send_bytes(last[0])
+        transport = None  # ends the response (Granian): chunked, its terminator goes now
+        if release is not None:
+            await self._released(release)
         if not drained:
             self._record_health(trade, status == "completed", usage)
-        transport = None  # ends the response (Granian): chunked, its terminator goes now
         return status, error_code
