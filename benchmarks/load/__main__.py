@@ -262,6 +262,38 @@ def paired(
         raise click.ClickException(str(exc)) from exc
 
 
+@cli.command("latency-ab")
+@click.option("--ref", required=True, help="The baseline commit (exported with git archive).")
+@click.option("--targets", "kinds", default="embedded,pg-redis", show_default=True, help="Comma-separated.")
+@click.option("--rounds", type=int, default=8, show_default=True, help="Interleaved rounds.")
+@click.option("--count", type=int, default=2000, show_default=True, help="Requests per probe.")
+@click.option("--out", type=click.Path(path_type=Path), default=harness.RESULTS, show_default=True)
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=harness.RESULTS.parent / "runs",
+    show_default=True,
+    help="Where the run's data is kept (latency-ab-<time>.json).",
+)
+def latency_ab(ref: str, kinds: str, rounds: int, count: int, out: Path, runs_dir: Path) -> None:
+    """Unloaded latency A/B: the working tree against REF, interleaved probes at concurrency 1."""
+    from benchmarks.load import latency_ab as mod
+
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()]
+    unknown = sorted(set(chosen) - set(mod.KINDS))
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {', '.join(mod.KINDS)}", param_hint="--targets")
+    cfg = mod.LatencyAbConfig(
+        ref=ref,
+        kinds=chosen,
+        rounds=max(1, min(rounds, 40)),
+        count=max(100, count),
+        out_dir=out,
+        runs_dir=runs_dir,
+    )
+    mod.run(cfg)
+
+
 @cli.command("plot")
 @click.argument(
     "results", type=click.Path(exists=True, path_type=Path), default=harness.RESULTS, required=False

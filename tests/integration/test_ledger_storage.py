@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import asyncpg
 import pytest
 
 from dragonfly.domain.ledger import (
@@ -289,4 +290,42 @@ async def test_fast_batch_stores_every_trade_column_as_given(database_url: str) 
             expected = dataclasses.asdict(trade) | {"streamed": int(trade.streamed)}
             assert {name: row[name] for name in expected} == expected
     finally:
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_settlement_recovers_when_postgresql_drops_its_connections(pg_database_url: str) -> None:
+    """The settlement batch runs on a connection of its own (storage/sql/postgres.py `write_batch`), not
+    the pool's. When PostgreSQL drops it (a restart, a failover, an idle timeout) the next batch gets a
+    new one: at most the batch that found it dead fails, whole, and nothing is half-written."""
+    db = await open_database(pg_database_url)
+    admin = await asyncpg.connect(pg_database_url)
+    try:
+        batch = [
+            (t, trade_postings(t.buyer_account_id, "s1", PAID)) for t in [_trade("t1", "b1", "k1", PAID, 1)]
+        ]
+        assert await settle_batch(db, batch) == [None]
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert dropped >= 1
+        again = [
+            (t, trade_postings(t.buyer_account_id, "s1", PAID)) for t in [_trade("t2", "b1", "k1", PAID, 2)]
+        ]
+        try:
+            results = await settle_batch(db, again)
+        except Exception:  # this batch found the connection dead (asyncpg may only notice on use)
+            results = []
+        # Read back on the test's own connection: the pool's were dropped too (and asyncpg's pool hands a
+        # dropped connection out once more before it notices).
+        if results != [None]:
+            assert await admin.fetchval("SELECT COUNT(*) FROM trades") == 1
+            results = await settle_batch(db, again)  # the next one reconnects
+        assert results == [None]
+        assert await admin.fetchval("SELECT COUNT(*) FROM trades") == 2
+        balance = await admin.fetchval("SELECT amount FROM balances WHERE account = $1", buyer_cash("b1"))
+        assert balance == -2 * PAID.charge
+    finally:
+        await admin.close()
         await db.close()
