@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import asyncpg
@@ -293,39 +294,50 @@ async def test_fast_batch_stores_every_trade_column_as_given(database_url: str) 
         await db.close()
 
 
+_DROP_OTHERS = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
 @pytest.mark.postgres
 async def test_settlement_recovers_when_postgresql_drops_its_connections(pg_database_url: str) -> None:
     """The settlement batch runs on a connection of its own (storage/sql/postgres.py `write_batch`), not
-    the pool's. When PostgreSQL drops it (a restart, a failover, an idle timeout) the next batch gets a
-    new one: at most the batch that found it dead fails, whole, and nothing is half-written."""
+    the pool's. When PostgreSQL drops it while idle (a restart, a failover, an idle timeout) the next batch
+    goes on a new one, without failing, and nothing is half-written or written twice."""
     db = await open_database(pg_database_url)
     admin = await asyncpg.connect(pg_database_url)
     try:
-        batch = [
-            (t, trade_postings(t.buyer_account_id, "s1", PAID)) for t in [_trade("t1", "b1", "k1", PAID, 1)]
-        ]
-        assert await settle_batch(db, batch) == [None]
-        dropped = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        assert dropped >= 1
-        again = [
-            (t, trade_postings(t.buyer_account_id, "s1", PAID)) for t in [_trade("t2", "b1", "k1", PAID, 2)]
-        ]
-        try:
-            results = await settle_batch(db, again)
-        except Exception:  # this batch found the connection dead (asyncpg may only notice on use)
-            results = []
-        # Read back on the test's own connection: the pool's were dropped too (and asyncpg's pool hands a
-        # dropped connection out once more before it notices).
-        if results != [None]:
-            assert await admin.fetchval("SELECT COUNT(*) FROM trades") == 1
-            results = await settle_batch(db, again)  # the next one reconnects
-        assert results == [None]
-        assert await admin.fetchval("SELECT COUNT(*) FROM trades") == 2
-        balance = await admin.fetchval("SELECT amount FROM balances WHERE account = $1", buyer_cash("b1"))
-        assert balance == -2 * PAID.charge
+        first = _trade("t1", "b1", "k1", PAID, 1)
+        assert await settle_batch(db, [(first, trade_postings("b1", "s1", PAID))]) == [None]
+        assert await admin.fetchval(_DROP_OTHERS) >= 1
+        again = [(_trade("t2", "b1", "k1", PAID, 2), trade_postings("b1", "s1", PAID))]
+        assert await settle_batch(db, again) == [None]
+        assert await db.fetch_val("SELECT COUNT(*) FROM trades") == 2
+        assert await ledger.balance(db, buyer_cash("b1")) == -2 * PAID.charge
+    finally:
+        await admin.close()
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_pooled_connections_postgresql_dropped_while_idle_are_replaced(pg_database_url: str) -> None:
+    """A restart, a failover or an idle timeout drops the pool's connections while they sit idle; asyncpg
+    may hand each out once more before it notices (its next call fails before anything is sent). Reads,
+    writes and transactions go on, on another connection, instead of failing once per dropped one."""
+    db = await open_database(pg_database_url, pool_size=3)
+    admin = await asyncpg.connect(pg_database_url)
+    try:
+        # Three connections in the pool, all idle.
+        await asyncio.gather(*(db.fetch_val("SELECT 1 FROM pg_sleep(0.05)") for _ in range(3)))
+        assert await admin.fetchval(_DROP_OTHERS) >= 3
+        for _ in range(6):
+            assert await db.fetch_val("SELECT 1") == 1
+        assert await db.execute("UPDATE balances SET amount = amount WHERE account = 'nobody'") == 0
+        assert await admin.fetchval(_DROP_OTHERS) >= 1
+        async with db.transaction() as tx:
+            await ledger.post_journal(tx, kind="credit", ref="c1", postings=credit_postings("b1", 500), now=1)
+        assert await ledger.balance(db, buyer_cash("b1")) == 500
     finally:
         await admin.close()
         await db.close()

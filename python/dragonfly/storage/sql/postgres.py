@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,21 +21,70 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     open before calling this."""
 
 
+# The server ended the session: administrator command (a restart, a failover, pg_terminate_backend),
+# crash shutdown, idle_session_timeout. A session ended this way runs nothing more, and whatever it had
+# not finished is rolled back.
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P05"})
+
+
+def _dropped_while_idle(exc: BaseException) -> bool:
+    """A pooled connection the server dropped while it sat idle, found out by this call, which the server
+    never ran: safe to make again on another connection, whatever the statement. asyncpg may not have
+    noticed the drop (the pool hands the connection out again) and the call then fails either before
+    anything is sent (its protocol is out of step: InternalClientError) or on the server's goodbye
+    (ConnectionDoesNotExistError caused by the session's end; had the statement finished, its result
+    would have come before that)."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return str(exc).startswith("cannot switch to state")
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+        seen: BaseException = exc
+        for _ in range(4):  # the server's goodbye is its cause (or, raised in a handler, its context)
+            nxt = seen.__cause__ or seen.__context__
+            if nxt is None:
+                break
+            if getattr(nxt, "sqlstate", None) in _SESSION_ENDED:
+                return True
+            seen = nxt
+    return False
+
+
+def _drop(conn: Any) -> None:
+    """Close a pooled connection for good (the pool opens another); asyncpg may have let it go already."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
 class _PgExecutor:
     def __init__(self, conn: Any) -> None:
         self._conn = conn  # an asyncpg Pool or Connection: both have the same query methods
 
-    async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
+    async def _call(self, method: str, sql: str, *args: Any) -> Any:
+        """`method` of the connection, or of a pooled one: again on another while the one it got was
+        dropped by the server while idle (`_dropped_while_idle`)."""
+        target = self._conn
         try:
-            return [dict(r) for r in await self._conn.fetch(sql, *args)]
+            if not isinstance(target, asyncpg.Pool):
+                return await getattr(target, method)(sql, *args)
+            # After a restart every idle connection in the pool may be a dropped one: each found is
+            # closed for good, so at most the pool's size of them.
+            last = target.get_max_size() + 1
+            for attempt in range(1, last + 1):
+                async with target.acquire() as conn:
+                    try:
+                        return await getattr(conn, method)(sql, *args)
+                    except (asyncpg.InternalClientError, asyncpg.ConnectionDoesNotExistError) as exc:
+                        if attempt == last or not _dropped_while_idle(exc):
+                            raise
+                        _drop(conn)
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from None
+        raise AssertionError("unreachable")
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
+        return [dict(r) for r in await self._call("fetch", sql, *args)]
 
     async def fetch_one(self, sql: str, *args: Any) -> Row | None:
-        try:
-            row = await self._conn.fetchrow(sql, *args)
-        except asyncpg.UniqueViolationError as exc:
-            raise UniqueViolation(str(exc)) from None
+        row = await self._call("fetchrow", sql, *args)
         return dict(row) if row is not None else None
 
     async def fetch_val(self, sql: str, *args: Any) -> Any:
@@ -42,18 +92,12 @@ class _PgExecutor:
         return next(iter(row.values())) if row else None
 
     async def execute(self, sql: str, *args: Any) -> int:
-        try:
-            status: str = await self._conn.execute(sql, *args)
-        except asyncpg.UniqueViolationError as exc:
-            raise UniqueViolation(str(exc)) from None
+        status: str = await self._call("execute", sql, *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        try:
-            await self._conn.executemany(sql, rows)
-        except asyncpg.UniqueViolationError as exc:
-            raise UniqueViolation(str(exc)) from None
+        await self._call("executemany", sql, rows)
 
 
 class PostgresDatabase(_PgExecutor):
@@ -84,36 +128,57 @@ class PostgresDatabase(_PgExecutor):
     async def transaction(self) -> AsyncIterator[Executor]:
         if self._pool is None:
             raise RuntimeError("database is closed")
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgExecutor(conn)
+        last = self._pool.get_max_size() + 1
+        for attempt in range(1, last + 1):
+            async with self._pool.acquire() as conn:
+                tx = conn.transaction()
+                try:
+                    await tx.start()
+                except (asyncpg.InternalClientError, asyncpg.ConnectionDoesNotExistError) as exc:
+                    if attempt == last or not _dropped_while_idle(exc):
+                        raise
+                    _drop(conn)  # BEGIN on another
+                    continue
+                try:
+                    yield _PgExecutor(conn)
+                except BaseException:
+                    await tx.rollback()
+                    raise
+                await tx.commit()
+                return
 
     async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         if self._pool is None:
             raise RuntimeError("database is closed")
         todo = [(sql, rows) for sql, rows in steps if rows]
         async with self._writer_lock:
-            conn = await self._writer_connection()
-            try:
-                if len(todo) == 1 and len(todo[0][1]) == 1:
-                    # One statement is a transaction of its own: one round trip, no BEGIN and COMMIT.
-                    sql, (row,) = todo[0]
-                    await conn.execute(sql, *row)
+            for attempt in (1, 2):
+                conn = await self._writer_connection()
+                try:
+                    await self._write(conn, todo)
                     return
-                async with conn.transaction():
-                    for sql, rows in todo:
-                        await conn.executemany(sql, rows)
-            except asyncpg.UniqueViolationError as exc:
-                raise UniqueViolation(str(exc)) from None
-            except asyncpg.PostgresError:
-                if conn.is_closed():  # a FATAL one (the server shut the connection): open another next
+                except asyncpg.UniqueViolationError as exc:
+                    raise UniqueViolation(str(exc)) from None
+                except BaseException as exc:
+                    if isinstance(exc, asyncpg.PostgresError) and not conn.is_closed():
+                        raise  # the statement's own error: the connection is fine
+                    # Lost, a protocol out of step, cancelled mid-call: never reuse it. Dropped by the
+                    # server while idle (a restart): the batch never ran, so it goes on a new one.
                     self._writer = None
-                raise
-            except BaseException:
-                # Lost, a protocol out of step (after the server dropped the connection asyncpg may only
-                # notice on the next call: InternalClientError), cancelled mid-call: never reuse it.
-                self._writer = None
-                conn.terminate()
-                raise
+                    _drop(conn)
+                    if attempt == 2 or not _dropped_while_idle(exc):
+                        raise
+
+    @staticmethod
+    async def _write(conn: asyncpg.Connection, todo: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        if len(todo) == 1 and len(todo[0][1]) == 1:
+            # One statement is a transaction of its own: one round trip, no BEGIN and COMMIT.
+            sql, (row,) = todo[0]
+            await conn.execute(sql, *row)
+            return
+        async with conn.transaction():
+            for sql, rows in todo:
+                await conn.executemany(sql, rows)
 
     async def _writer_connection(self) -> asyncpg.Connection:
         conn = self._writer
