@@ -462,7 +462,9 @@ class Inference:
         the answer is out. The buyer does not wait for it (on Redis a round trip, ~0.1 ms at concurrency
         1), yet it is issued before the answer leaves: the memory store applies it, the Redis client
         writes it on its one connection (whose commands Redis runs in order) in `start_now`'s first step.
-        So whatever the buyer does next — another request on any instance, a balance read — sees it."""
+        So whatever the buyer does next — another request on any instance, a balance read — sees it.
+        (While Redis is unreachable it waits in the store's queue instead, behind older ones; every
+        admission on this instance flushes that queue first, and admissions fail closed meanwhile.)"""
         rt = self.rt
         cost = trade.cost(usage, rt.settings.platform_fee_bps, rt.settings.reserve_bps)
         self.failpoints.hit("before_commit")
