@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from dragonfly.cli import main
 from dragonfly.cli.supervisor import free_port, reserve_port
+from dragonfly.demo.seller import DEFAULT_API_KEY, DemoSeller
 from dragonfly.gateway.proxy import wait_for_control_plane
 
 
@@ -91,3 +92,26 @@ def test_a_reserved_port_is_refused_to_others_and_taken_by_a_reuseport_child() -
     finally:
         reserved.close()
         child.close()
+
+
+async def test_the_demo_seller_binds_a_port_serve_holds_for_it() -> None:
+    """`serve --demo` reserves the demo seller's port the same way (`--reuse-port`): the seller binds it
+    while it is held, answers on it, and no other bind gets it meanwhile."""
+    with reserve_port() as reserved:
+        port = reserved.getsockname()[1]
+        seller = DemoSeller(port=port, reuse_port=True)
+        await seller.start()
+        try:
+            assert seller.port == port
+            with socket.socket() as other, pytest.raises(OSError):
+                other.bind(("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + DEFAULT_API_KEY.encode()
+            )
+            writer.write(b"\r\nConnection: close\r\n\r\n")
+            head = await reader.readline()
+            writer.close()
+            assert head.startswith(b"HTTP/1.1 200"), head
+        finally:
+            await seller.stop()

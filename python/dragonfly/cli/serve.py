@@ -21,7 +21,7 @@ from types import FrameType
 
 import click
 
-from dragonfly.cli.supervisor import Supervisor, free_port, python_module, reserve_port
+from dragonfly.cli.supervisor import Supervisor, python_module, reserve_port
 from dragonfly.config import Settings
 from dragonfly.lifetime import port_taken
 from dragonfly.storage.sql import open_database
@@ -228,14 +228,23 @@ def serve(
         control_port = int(reserved.getsockname()[1]) if reserved is not None else settings.control_port
         seller_url = None
         if settings.demo:
-            seller_port = free_port()
-            sup.start(
-                "demo-seller",
-                python_module("dragonfly.demo.seller", "--host", "127.0.0.1", "--port", str(seller_port)),
-                _child_env(settings),
-                "127.0.0.1",
-                seller_port,
-            )
+            # The demo seller's port likewise, until it listens (`sup.start` waits for that).
+            with reserve_port() as seller_reserved:
+                seller_port = int(seller_reserved.getsockname()[1])
+                sup.start(
+                    "demo-seller",
+                    python_module(
+                        "dragonfly.demo.seller",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(seller_port),
+                        "--reuse-port",
+                    ),
+                    _child_env(settings),
+                    "127.0.0.1",
+                    seller_port,
+                )
             seller_url = f"http://127.0.0.1:{seller_port}/v1"
         demo_key = None
         if seller_url is not None:

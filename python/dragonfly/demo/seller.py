@@ -45,9 +45,13 @@ class DemoSeller:
         drop_mid_stream_after: int | None = None,
         omit_usage: bool = False,
         end_delay_s: float = 0.0,
+        reuse_port: bool = False,
     ) -> None:
         self.host = host
         self._requested_port = port
+        # Bind with SO_REUSEPORT: the port may be held, not listening, by whoever chose it (`serve`:
+        # cli/supervisor.py `reserve_port`) so that nothing else on the host takes it meanwhile.
+        self._reuse_port = reuse_port
         self.config = SellerConfig(
             api_key=api_key,
             models=list(models),
@@ -93,7 +97,7 @@ class DemoSeller:
             shutdown_timeout=1.0,
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
+        site = web.TCPSite(runner, self.host, self._requested_port, reuse_port=self._reuse_port or None)
         try:
             await site.start()
         except BaseException:
@@ -190,6 +194,7 @@ async def _serve_forever(seller: DemoSeller) -> None:
 @click.option("--drop-mid-stream-after", type=int, default=None, help="Close streams after N events.")
 @click.option("--omit-usage", is_flag=True, help="Never report usage.")
 @click.option("--end-delay-s", type=float, default=0.0, show_default=True, help="Pause after [DONE].")
+@click.option("--reuse-port", is_flag=True, help="Bind with SO_REUSEPORT (a port held for this process).")
 def main(host: str, port: int, models: tuple[str, ...], **knobs: Any) -> None:
     """Run the Dragonfly demo seller: a deterministic OpenAI-compatible echo upstream."""
     try:
