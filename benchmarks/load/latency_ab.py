@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.load import harness, probe, services, targets
+from benchmarks.load import harness, probe, targets
 from benchmarks.load.targets import Target
 
 KINDS = ("embedded", "pg-redis")
@@ -38,16 +38,10 @@ class LatencyAbConfig:
 
 def _start(kind: str, name: str, log_dir: Path, seller: Target, src: Path | None, owned: list[Any]) -> Target:
     if kind == "pg-redis":
-        cluster = services.postgres_cluster()
-        owned.append(cluster)
-        redis = services.redis_server()
-        owned.append(redis)
-        url = cluster.url(cluster.create_database("dragonfly_bench"))
-        t = targets.start_dragonfly(name, log_dir, seller, url, redis.url, src=src)
+        t, svc = targets.start_pg_redis(log_dir, seller, name=name, src=src)
+        owned.extend(svc)
     else:
-        db = log_dir / f"{name}-data" / "dragonfly.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        t = targets.start_dragonfly(name, log_dir, seller, f"sqlite:///{db}", src=src)
+        t = targets.start_embedded(log_dir, seller, name=name, src=src)
     owned.append(t)
     return t
 

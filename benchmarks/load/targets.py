@@ -286,13 +286,15 @@ def start_dragonfly(
     return t
 
 
-def start_embedded(log_dir: Path, seller: Target) -> Target:
-    db = log_dir / "embedded-data" / "dragonfly.db"
+def start_embedded(log_dir: Path, seller: Target, name: str = "embedded", src: Path | None = None) -> Target:
+    db = log_dir / f"{name}-data" / "dragonfly.db"
     db.parent.mkdir(parents=True, exist_ok=True)
-    return start_dragonfly("embedded", log_dir, seller, f"sqlite:///{db}")
+    return start_dragonfly(name, log_dir, seller, f"sqlite:///{db}", src=src)
 
 
-def start_pg_redis(log_dir: Path, seller: Target) -> tuple[Target, list[Any]]:
+def start_pg_redis(
+    log_dir: Path, seller: Target, name: str = "pg-redis", src: Path | None = None
+) -> tuple[Target, list[Any]]:
     """Dragonfly on a throwaway PostgreSQL cluster + Redis server; returns the target and the services."""
     owned: list[Any] = []
     try:
@@ -301,7 +303,7 @@ def start_pg_redis(log_dir: Path, seller: Target) -> tuple[Target, list[Any]]:
         redis = services.redis_server()
         owned.append(redis)
         dbname = cluster.create_database("dragonfly_bench")
-        t = start_dragonfly("pg-redis", log_dir, seller, cluster.url(dbname), redis.url)
+        t = start_dragonfly(name, log_dir, seller, cluster.url(dbname), redis.url, src=src)
     except BaseException:
         for s in reversed(owned):
             (s.close if hasattr(s, "close") else s.stop)()
