@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -54,31 +54,42 @@ def _drop(conn: Any) -> None:
         conn.terminate()
 
 
+@asynccontextmanager
+async def _checkout(
+    pool: asyncpg.Pool, first: Callable[[Any], Awaitable[Any]]
+) -> AsyncIterator[tuple[Any, Any]]:
+    """A pooled connection on which `first` (the call, or BEGIN) succeeded, and its result. After a
+    restart every idle connection in the pool may be a dropped one: each found (`_dropped_while_idle`)
+    is closed for good and `first` made again on the next, so at most the pool's size of them."""
+    last = pool.get_max_size() + 1
+    for attempt in range(1, last + 1):
+        async with pool.acquire() as conn:
+            try:
+                result = await first(conn)
+            except (asyncpg.InternalClientError, asyncpg.ConnectionDoesNotExistError) as exc:
+                if attempt == last or not _dropped_while_idle(exc):
+                    raise
+                _drop(conn)
+                continue
+            yield conn, result
+            return
+    raise AssertionError("unreachable")
+
+
 class _PgExecutor:
     def __init__(self, conn: Any) -> None:
         self._conn = conn  # an asyncpg Pool or Connection: both have the same query methods
 
     async def _call(self, method: str, sql: str, *args: Any) -> Any:
-        """`method` of the connection, or of a pooled one: again on another while the one it got was
-        dropped by the server while idle (`_dropped_while_idle`)."""
+        """`method` of the connection, or of a pooled one (`_checkout`)."""
         target = self._conn
         try:
             if not isinstance(target, asyncpg.Pool):
                 return await getattr(target, method)(sql, *args)
-            # After a restart every idle connection in the pool may be a dropped one: each found is
-            # closed for good, so at most the pool's size of them.
-            last = target.get_max_size() + 1
-            for attempt in range(1, last + 1):
-                async with target.acquire() as conn:
-                    try:
-                        return await getattr(conn, method)(sql, *args)
-                    except (asyncpg.InternalClientError, asyncpg.ConnectionDoesNotExistError) as exc:
-                        if attempt == last or not _dropped_while_idle(exc):
-                            raise
-                        _drop(conn)
+            async with _checkout(target, lambda conn: getattr(conn, method)(sql, *args)) as (_, result):
+                return result
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from None
-        raise AssertionError("unreachable")
 
     async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
         return [dict(r) for r in await self._call("fetch", sql, *args)]
@@ -128,24 +139,19 @@ class PostgresDatabase(_PgExecutor):
     async def transaction(self) -> AsyncIterator[Executor]:
         if self._pool is None:
             raise RuntimeError("database is closed")
-        last = self._pool.get_max_size() + 1
-        for attempt in range(1, last + 1):
-            async with self._pool.acquire() as conn:
-                tx = conn.transaction()
-                try:
-                    await tx.start()
-                except (asyncpg.InternalClientError, asyncpg.ConnectionDoesNotExistError) as exc:
-                    if attempt == last or not _dropped_while_idle(exc):
-                        raise
-                    _drop(conn)  # BEGIN on another
-                    continue
-                try:
-                    yield _PgExecutor(conn)
-                except BaseException:
-                    await tx.rollback()
-                    raise
-                await tx.commit()
-                return
+
+        async def begin(conn: Any) -> Any:
+            tx = conn.transaction()
+            await tx.start()
+            return tx
+
+        async with _checkout(self._pool, begin) as (conn, tx):
+            try:
+                yield _PgExecutor(conn)
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
 
     async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         if self._pool is None:
