@@ -43,6 +43,7 @@ from dragonfly.ids import new_id
 from dragonfly.native import NativeError
 from dragonfly.native.sse import Splicer, rewrite_completion
 from dragonfly.native.tokens import preparse_request, substitute_model
+from dragonfly.storage.ports import CommitOutcomeUnknown
 from dragonfly.storage.state.ports import AdmissionRequest
 
 if TYPE_CHECKING:
@@ -91,6 +92,16 @@ def chat_hold(listing: ListingInfo, prompt_tokens: int, completion_tokens: int) 
         output_price=listing.output_price,
     )
     return hold, hold_prompt
+
+
+NOT_RECORDED = "The trade could not be recorded; you were not charged."
+
+
+def unconfirmed_message(trade_id: str) -> str:
+    return (
+        "The connection to the database was lost while the trade was recorded and it could not be"
+        f" confirmed; GET /v1/generation?id={trade_id} shows whether you were charged."
+    )
 
 
 # Bodies above this size are parsed/counted on a worker thread (the native calls release the GIL), so a
@@ -470,11 +481,19 @@ class Inference:
         self.failpoints.hit("before_commit")
         try:
             await rt.settler.settle(trade.row(status, usage, cost, error_code), trade.postings(cost))
+        except CommitOutcomeUnknown:
+            # Committed or not, nobody can tell until the database answers again: count the charge in
+            # the state store (over-counting until the next re-seed, never under), and say so.
+            await rt.state.settle(trade.hold_id, cost.charge)
+            log.error("trade commit not confirmed: the database connection was lost")
+            raise ServiceUnavailable(
+                unconfirmed_message(trade.request_id), headers={"x-should-retry": "false"}
+            ) from None
         except Exception as exc:
             # Not durably recorded: release the hold and charge nothing rather than guess.
             await rt.state.settle(trade.hold_id, 0)
             log.error("trade not recorded: %s", type(exc).__name__)
-            raise ServiceUnavailable("The trade could not be recorded; you were not charged.") from None
+            raise ServiceUnavailable(NOT_RECORDED) from None
         self.failpoints.hit("after_commit")
         return start_now(rt.state.settle(trade.hold_id, cost.charge))
 
@@ -675,9 +694,8 @@ class Inference:
         except Exception as exc:
             # Headers are gone already: end the stream with an error event instead of a silent close.
             log.error("stream settlement failed: %s", type(exc).__name__)
-            tail = splicer.error_event(
-                "The trade could not be recorded; you were not charged.", "service_unavailable"
-            )
+            message = exc.message if isinstance(exc, ServiceUnavailable) else NOT_RECORDED
+            tail = splicer.error_event(message, "service_unavailable")
         if status != "cancelled":
             with contextlib.suppress(Exception):
                 # Exactly one [DONE], and only now that the trade is committed.
@@ -717,7 +735,7 @@ class Inference:
         try:
             part_id = await self._bill_part(trade, leg, produced)
         except DragonflyError:
-            return None  # not recorded (and not charged): the stream ends here
+            return None  # not recorded (not charged), or not known: the stream ends here
         latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
         # The leg's `ok` attempt (recorded when it won) becomes its `continued` one.
         if trade.attempts and trade.attempts[-1].listing_id == leg.listing.id:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from dragonfly.domain.ledger import Posting
 from dragonfly.logsampling import worth_logging
-from dragonfly.storage.ports import Database, DatabaseUnavailable
+from dragonfly.storage.ports import CommitOutcomeUnknown, Database, DatabaseUnavailable
 from dragonfly.storage.sql.repos import trades
 from dragonfly.storage.sql.repos.settlement import settle_batch
 from dragonfly.storage.sql.settlement_log import Entry, SettlementLog, refused_path_for
@@ -40,6 +40,9 @@ MAX_BATCH = 256
 BATCH_WAIT_S = 0.005
 # Log mode: pauses between tries while the database is down or locked (the last one repeats).
 RETRY_PAUSES_S = (0.05, 0.25, 1.0)
+# Database mode: pauses between makings-again of trades whose commit's outcome was lost with the
+# connection (`_resolve`); ~5 s in all, during which their buyers wait and later trades queue.
+RESOLVE_PAUSES_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 1.0, 1.0, 1.0)
 # Log mode: past this many trades waiting for the database, `settle` refuses (the request fails and
 # costs nothing, as when the database itself is the durable point) rather than grow without bound.
 MAX_UNCOMMITTED = 50_000
@@ -166,10 +169,14 @@ class SettlementWriter:
             await asyncio.sleep(0)
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            entries = [(p.trade, p.postings) for p in batch]
             try:
-                results = await settle_batch(self._db, [(p.trade, p.postings) for p in batch])
-            except Exception as exc:
-                results = [exc] * len(batch)
+                try:
+                    results = await settle_batch(self._db, entries)
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                if any(isinstance(r, CommitOutcomeUnknown) for r in results):
+                    results = await self._resolve(entries, results)
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -188,6 +195,41 @@ class SettlementWriter:
                 log.error(
                     "settlement: %d of %d trades not committed: %s", failed, len(batch), _kinds(results)
                 )
+
+    async def _resolve(
+        self, batch: list[Entry], results: list[BaseException | None]
+    ) -> list[BaseException | None]:
+        """Find out whether the trades whose commit's outcome was lost with the connection committed, by
+        making them again: settlement is idempotent by request id, so one that had committed is found
+        (the fast batch's unique violation, then the guarded shape posts nothing twice) and one that had
+        not commits now — either way exactly once, and the buyer's answer can say so. A database that
+        stays unreachable for all of `RESOLVE_PAUSES_S` leaves them `CommitOutcomeUnknown`: their
+        buyers are told the outcome is not known (never "not charged"), and the receipt shows it."""
+        results = list(results)
+        unknown = [i for i, r in enumerate(results) if isinstance(r, CommitOutcomeUnknown)]
+        log.warning(
+            "settlement: the connection was lost while %d trades committed; making them again", len(unknown)
+        )
+        for pause in RESOLVE_PAUSES_S:
+            await asyncio.sleep(pause)
+            try:
+                again = await settle_batch(self._db, [batch[i] for i in unknown])
+            except Exception as exc:
+                again = [exc] * len(unknown)
+            still = []
+            for i, r in zip(unknown, again, strict=True):
+                if r is not None and _transient(r):
+                    still.append(i)  # unreachable again (or lost again): still not known
+                else:
+                    results[i] = r  # committed now or before (None), or refused for what it is
+            unknown = still
+            if not unknown:
+                return results
+        log.error(
+            "settlement: whether %d trades committed is not known (the database stayed unreachable)",
+            len(unknown),
+        )
+        return results
 
     async def _run_log(self) -> None:
         assert self._log is not None

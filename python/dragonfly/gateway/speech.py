@@ -147,7 +147,8 @@ class Speech(Inference):
         try:
             release = await self._settle(trade, usage, status, error_code)
         except Exception as exc:
-            # The buyer is not charged (_settle); with a content-length the answer stays incomplete.
+            # Not charged, or not known when the commit's answer was lost (_settle); with a
+            # content-length the answer stays incomplete.
             log.error("speech settlement failed: %s", type(exc).__name__)
         else:
             if last and status == "completed":

@@ -42,7 +42,8 @@ class Database(Executor, Protocol):
 
     async def write_batch(self, steps: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         """Run each `(sql, rows)` step as an executemany, in order, in ONE transaction, with no reads in
-        between: SQLite does it in a single hop to its thread, PostgreSQL in one connection."""
+        between: SQLite does it in a single hop to its thread, PostgreSQL in one connection. Raises
+        `CommitOutcomeUnknown` when the connection was lost while the steps were on their way."""
         ...
 
     async def close(self) -> None: ...
@@ -50,6 +51,12 @@ class Database(Executor, Protocol):
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached; the caller answers 503 service_unavailable."""
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection was lost after a write was sent and before its answer came: the server may have
+    committed it or not. A settlement batch is idempotent by request id, so the writer resolves this by
+    making it again (`gateway/settlement.py`); whoever still gets it must not say "not charged"."""
 
 
 class UniqueViolation(Exception):

@@ -10,7 +10,14 @@ from typing import Any
 
 import asyncpg
 
-from dragonfly.storage.ports import DatabaseUnavailable, Dialect, Executor, Row, UniqueViolation
+from dragonfly.storage.ports import (
+    CommitOutcomeUnknown,
+    DatabaseUnavailable,
+    Dialect,
+    Executor,
+    Row,
+    UniqueViolation,
+)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -168,12 +175,20 @@ class PostgresDatabase(_PgExecutor):
                 except BaseException as exc:
                     if isinstance(exc, asyncpg.PostgresError) and not conn.is_closed():
                         raise  # the statement's own error: the connection is fine
-                    # Lost, a protocol out of step, cancelled mid-call: never reuse it. Dropped by the
-                    # server while idle (a restart): the batch never ran, so it goes on a new one.
+                    # Lost, a protocol out of step, cancelled mid-call: never reuse it.
                     self._writer = None
                     _drop(conn)
-                    if attempt == 2 or not _dropped_while_idle(exc):
-                        raise
+                    if not isinstance(exc, Exception):
+                        raise  # cancelled: the caller is going away
+                    if _dropped_while_idle(exc):
+                        # Dropped by the server while idle (a restart): the batch never ran, so it goes
+                        # on a new connection.
+                        if attempt == 2:
+                            raise DatabaseUnavailable(type(exc).__name__) from exc
+                        continue
+                    # Lost mid-call (a reset, a proxy or the server going away while it ran): the
+                    # server may have committed the batch before its answer was lost.
+                    raise CommitOutcomeUnknown(type(exc).__name__) from exc
 
     @staticmethod
     async def _write(conn: asyncpg.Connection, todo: list[tuple[str, list[tuple[Any, ...]]]]) -> None:

@@ -1,0 +1,114 @@
+"""The gateway on PostgreSQL loses its connection while a trade commits (a network reset between it and the
+database; `support/tcp_cut.py` cuts it for real). The buyer, through the OpenAI SDK, gets the answer it paid
+for when the trade turns out committed, and is never told "not charged" when that cannot be known."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from openai import OpenAI
+from support.market import MODEL, market_settings, seed_buyer, seed_listing, start_serve
+from support.processes import ProcessGroup
+from support.tcp_cut import CuttingProxy
+
+from dragonfly.domain.ledger import buyer_cash
+from dragonfly.services.ledger_check import check_ledger
+from dragonfly.storage.sql import open_database
+from dragonfly.storage.sql.repos import ledger
+
+pytestmark = pytest.mark.postgres
+
+SETTLEMENT = b'{"t":['  # the settlement statement's parameter: no other query sends it
+CREDIT_MICROS = 1_000_000
+MESSAGES = [{"role": "user", "content": "one two three"}]
+
+
+@pytest.fixture
+def proxy(pg_database_url: str) -> Iterator[CuttingProxy]:
+    port = int(pg_database_url.rsplit(":", 1)[1].split("/", 1)[0])
+    p = CuttingProxy(port).start()
+    yield p
+    p.stop()
+
+
+async def _books(db_url: str, buyer_id: str) -> tuple[list[object], list[dict], int]:
+    db = await open_database(db_url)
+    try:
+        trades = await db.fetch_all(
+            "SELECT id, status, cost_micros FROM trades WHERE buyer_account_id = $1 ORDER BY created_at",
+            buyer_id,
+        )
+        return list(await check_ledger(db, None)), trades, await ledger.balance(db, buyer_cash(buyer_id))
+    finally:
+        await db.close()
+
+
+def _gateway(
+    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, seller_factory
+) -> tuple[str, str, str]:
+    settings = market_settings(pg_database_url, tmp_path / "data")
+    asyncio.run(seed_listing(settings, seller_factory()))
+    buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))
+    # Every connection of the serving processes goes through the proxy; the seeding above did not.
+    origin = start_serve(
+        processes, settings, extra_env={"DRAGONFLY_DATABASE_URL": proxy.url_for(pg_database_url)}
+    )
+    return origin, buyer_id, key
+
+
+def test_an_answer_whose_commit_reply_was_lost_is_delivered_and_charged_once(
+    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    origin, buyer_id, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    client = OpenAI(base_url=f"{origin}/v1", api_key=key, max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)  # the settlement connection is open
+
+    proxy.arm(SETTLEMENT, deliver=True)  # PostgreSQL commits the trade; the gateway sees a reset
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+    assert proxy.cuts == 1
+    answer = raw.parse()
+    assert raw.headers["x-request-id"] and answer.choices[0].message.content
+
+    violations, trades, balance = asyncio.run(_books(pg_database_url, buyer_id))
+    assert violations == []
+    assert [t["status"] for t in trades] == ["completed", "completed"]
+    assert answer.id in {t["id"] for t in trades}
+    assert all(t["cost_micros"] > 0 for t in trades)
+    assert balance == CREDIT_MICROS - sum(t["cost_micros"] for t in trades)  # each charged once
+
+
+def test_an_unconfirmable_commit_is_reported_as_unknown_and_the_receipt_tells(
+    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    """Lost mid-commit, then the database unreachable for the writer's whole resolve window (~5 s): 503
+    `service_unavailable` that says the outcome is not known and where to look, with `x-should-retry:
+    false` (the SDK must not pay twice by itself); the receipt shows it was charged."""
+    origin, buyer_id, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": MODEL, "messages": MESSAGES}
+    assert requests.post(f"{origin}/v1/chat/completions", json=body, headers=headers, timeout=30).ok
+
+    proxy.arm(SETTLEMENT, deliver=True, grace_s=0.3)
+    proxy.refuse = True
+    r = requests.post(f"{origin}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    proxy.refuse = False
+    assert proxy.cuts == 1
+    assert r.status_code == 503, r.text
+    assert r.headers["x-should-retry"] == "false" and r.headers["x-request-id"]
+    error = r.json()["error"]
+    assert error["code"] == "service_unavailable"
+    assert "not charged" not in error["message"]
+    trade_id = r.headers["x-request-id"]
+    assert f"/v1/generation?id={trade_id}" in error["message"]
+
+    receipt = requests.get(f"{origin}/v1/generation", params={"id": trade_id}, headers=headers, timeout=30)
+    assert receipt.status_code == 200, receipt.text
+    assert receipt.json()["data"]["id"] == trade_id
+    violations, trades, balance = asyncio.run(_books(pg_database_url, buyer_id))
+    assert violations == []
+    assert {t["id"]: t["status"] for t in trades}[trade_id] == "completed"  # it had committed
+    assert balance == CREDIT_MICROS - sum(t["cost_micros"] for t in trades)
