@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 import requests
 from openai import OpenAI
@@ -79,6 +80,57 @@ def test_an_answer_whose_commit_reply_was_lost_is_delivered_and_charged_once(
     assert answer.id in {t["id"] for t in trades}
     assert all(t["cost_micros"] > 0 for t in trades)
     assert balance == CREDIT_MICROS - sum(t["cost_micros"] for t in trades)  # each charged once
+
+
+def test_a_stream_whose_commit_reply_was_lost_ends_normally_and_is_charged_once(
+    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    """The same cut while a stream's trade commits, before its `[DONE]`: the stream ends as usual, with
+    its usage chunk, and the trade is in the books once."""
+    origin, buyer_id, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    client = OpenAI(base_url=f"{origin}/v1", api_key=key, max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    proxy.arm(SETTLEMENT, deliver=True)
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert proxy.cuts == 1
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    violations, trades, balance = asyncio.run(_books(pg_database_url, buyer_id))
+    assert violations == []
+    assert [t["status"] for t in trades] == ["completed", "completed"]
+    assert chunks[-1].id in {t["id"] for t in trades}
+    assert balance == CREDIT_MICROS - sum(t["cost_micros"] for t in trades)
+
+
+def test_a_stream_whose_commit_cannot_be_confirmed_ends_with_an_error_event(
+    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+) -> None:
+    """The same cut with the database then unreachable, on a stream: its text has gone out, but its end
+    is an error chunk that says the outcome is unknown (the SDK raises on it), never a clean `[DONE]`."""
+    origin, _, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    client = OpenAI(base_url=f"{origin}/v1", api_key=key, max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    proxy.arm(SETTLEMENT, deliver=True, grace_s=0.3)
+    proxy.refuse = True
+    chunks = []
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        ):
+            chunks.append(chunk)
+    proxy.refuse = False
+    assert proxy.cuts == 1
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage is not None  # what finish() held back still went out, before the error
+    assert f"/v1/generation?id={chunks[0].id}" in raised.value.message
+    assert "not charged" not in raised.value.message
 
 
 def test_an_unconfirmable_commit_is_reported_as_unknown_and_the_receipt_tells(

@@ -693,9 +693,12 @@ class Inference:
                 release = await self._settle(trade, usage, status, error_code)
         except Exception as exc:
             # Headers are gone already: end the stream with an error event instead of a silent close.
+            # `finish()` has run: its bytes, held back, go without their [DONE], the error in its place.
             log.error("stream settlement failed: %s", type(exc).__name__)
             message = exc.message if isinstance(exc, ServiceUnavailable) else NOT_RECORDED
-            tail = splicer.error_event(message, "service_unavailable")
+            error = splicer.replace_done_with_error(message, "service_unavailable")
+            if error:
+                tail = tail.removesuffix(DONE) + error
         if status != "cancelled":
             with contextlib.suppress(Exception):
                 # Exactly one [DONE], and only now that the trade is committed.

@@ -19,6 +19,10 @@ turns an upstream chat-completion SSE body, fed in any split, into the buyer's s
 - `error_event(message, code=None) -> bytes`: ends the buyer stream with an error chunk and `[DONE]` (use it
   when the upstream breaks after the first byte, or after `EventTooLargeError`; events already spliced in
   the failing `feed` are sent first).
+- `replace_done_with_error(message, code=None) -> bytes`: after `finish()`, an error chunk and `[DONE]` to
+  send in place of the `[DONE]` that ended `finish()`'s bytes, when the caller held them back and then could
+  not complete the stream (the trade could not be recorded). `b""` if the stream already ended with an
+  error, or a second time.
 - `begin_continuation()`: the next bytes come from a new upstream stream continuing this one: framing
   restarts, its role-only preamble delta is dropped, ids/models/choice indices keep being handled.
 - `set_prompt_tokens(n)`: the gateway's prompt count, used when the upstream reports no usage.

@@ -118,6 +118,16 @@ impl PySplicer {
         PyBytes::new(py, &self.0.error_event(message, code))
     }
 
+    #[pyo3(signature = (message, code = None))]
+    fn replace_done_with_error<'py>(
+        &mut self,
+        py: Python<'py>,
+        message: &str,
+        code: Option<&str>,
+    ) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.replace_done_with_error(message, code))
+    }
+
     fn begin_continuation(&mut self) -> PyResult<()> {
         self.0.begin_continuation().map_err(to_py_err)
     }

@@ -56,6 +56,8 @@ pub struct Splicer {
     upstream_error: Option<Value>,
     saw_done: bool,
     finished: bool,
+    /// The buyer stream ends with an error chunk (`error_event` or `replace_done_with_error` ran).
+    error_sent: bool,
     failed: bool,
     pending: Vec<u8>,
     in_preamble: bool,
@@ -91,6 +93,7 @@ impl Splicer {
             upstream_error: None,
             saw_done: false,
             finished: false,
+            error_sent: false,
             failed: false,
             pending: Vec::new(),
             in_preamble: false,
@@ -169,10 +172,30 @@ impl Splicer {
             return Vec::new();
         }
         self.finished = true;
+        self.error_sent = true;
         let code = code.map_or(Value::Null, |c| Value::String(c.to_owned()));
         let mut out = std::mem::take(&mut self.pending);
         self.write_error_chunk(message, &code, &mut out);
         out.extend_from_slice(DONE);
+        self.count_out(out)
+    }
+
+    /// An error chunk and `data: [DONE]`, to send **in place of** the `data: [DONE]` that ended
+    /// [`finish`](Self::finish)'s output, for a caller that held those bytes back and then could not
+    /// complete the stream (the gateway sends the last `[DONE]` only once the trade is committed; when
+    /// that fails, the buyer must hear so rather than see a clean end). Empty unless the stream was
+    /// finished by `finish` (not by an error event), and at most once.
+    pub fn replace_done_with_error(&mut self, message: &str, code: Option<&str>) -> Vec<u8> {
+        if !self.finished || self.error_sent {
+            return Vec::new();
+        }
+        self.error_sent = true;
+        let code = code.map_or(Value::Null, |c| Value::String(c.to_owned()));
+        let mut out = Vec::new();
+        self.write_error_chunk(message, &code, &mut out);
+        out.extend_from_slice(DONE);
+        // The `[DONE]` it replaces was counted when `finish` returned it.
+        self.bytes_out = self.bytes_out.saturating_sub(DONE.len() as u64);
         self.count_out(out)
     }
 

@@ -223,6 +223,38 @@ fn error_event_ends_the_stream_exactly_once() {
 }
 
 #[test]
+fn replace_done_with_error_rewrites_the_end_of_a_finished_stream_once() {
+    let mut s = splicer(true);
+    s.feed(format!("data: {CHUNK}\n\n").as_bytes()).unwrap();
+    assert!(s.replace_done_with_error("early", None).is_empty()); // not finished yet
+    let tail = s.finish().unwrap();
+    assert!(tail.ends_with(b"data: [DONE]\n\n"));
+    let counted = s.bytes_out();
+    let end = s.replace_done_with_error("could not record", Some("service_unavailable"));
+    let out = String::from_utf8(end.clone()).unwrap();
+    let ev = data_events(&out);
+    let chunk: serde_json::Value = serde_json::from_str(ev[0]).unwrap();
+    assert_eq!(chunk["id"], "req-1");
+    assert_eq!(chunk["error"]["message"], "could not record");
+    assert_eq!(chunk["error"]["code"], "service_unavailable");
+    assert_eq!(ev[1], "[DONE]");
+    assert_eq!(ev.len(), 2);
+    // What the buyer gets is finish()'s bytes without their [DONE], then these: counted once.
+    assert_eq!(s.bytes_out(), counted - 14 + end.len() as u64);
+    assert!(s.replace_done_with_error("again", None).is_empty());
+}
+
+#[test]
+fn replace_done_with_error_leaves_a_stream_that_ended_with_an_error_alone() {
+    let mut s = splicer(false);
+    s.feed(format!("data: {CHUNK}\n\n").as_bytes()).unwrap();
+    assert!(!s.error_event("seller went away", None).is_empty());
+    assert!(s
+        .replace_done_with_error("could not record", None)
+        .is_empty());
+}
+
+#[test]
 fn too_large_event_is_an_error_and_keeps_earlier_output() {
     let mut s = Splicer::new("r".into(), "m".into(), false, 0, 300, Encoding::O200kBase);
     let huge = format!("data: {CHUNK}\n\ndata: {}\n\n", "x".repeat(400));
