@@ -74,6 +74,8 @@ def test_an_answer_whose_commit_reply_was_lost_is_delivered_and_charged_once(
     answer = raw.parse()
     assert raw.headers["x-request-id"] and answer.choices[0].message.content
 
+    settlement = requests.get(f"{origin}/healthz", timeout=10).json()["settlement"]
+    assert (settlement["lost_in_commit"], settlement["unconfirmed"]) == (1, 0)
     violations, trades, balance = asyncio.run(_books(pg_database_url, buyer_id))
     assert violations == []
     assert [t["status"] for t in trades] == ["completed", "completed"]
@@ -157,6 +159,8 @@ def test_an_unconfirmable_commit_is_reported_as_unknown_and_the_receipt_tells(
     trade_id = r.headers["x-request-id"]
     assert f"/v1/generation?id={trade_id}" in error["message"]
 
+    settlement = requests.get(f"{origin}/healthz", timeout=10).json()["settlement"]
+    assert (settlement["lost_in_commit"], settlement["unconfirmed"]) == (1, 1)
     receipt = requests.get(f"{origin}/v1/generation", params={"id": trade_id}, headers=headers, timeout=30)
     assert receipt.status_code == 200, receipt.text
     assert receipt.json()["data"]["id"] == trade_id

@@ -161,6 +161,8 @@ class GatewayApp:
                 "trades": settler.trades,
                 "uncommitted": settler.uncommitted,
                 "refused": settler.refused,
+                "lost_in_commit": settler.lost_in_commit,
+                "unconfirmed": settler.unconfirmed,
             },
         }
         send_json(proto, 200, body, request_id)

@@ -91,6 +91,10 @@ class SettlementWriter:
         # Counters for /healthz: how well group commit is grouping.
         self.batches = 0
         self.trades = 0
+        # Database mode: trades whose commit's answer was lost with the connection (`_resolve`), and
+        # those of them whose outcome stayed unknown (their buyers were told so).
+        self.lost_in_commit = 0
+        self.unconfirmed = 0
 
     @property
     def durable_point(self) -> str:
@@ -207,6 +211,7 @@ class SettlementWriter:
         buyers are told the outcome is not known (never "not charged"), and the receipt shows it."""
         results = list(results)
         unknown = [i for i, r in enumerate(results) if isinstance(r, CommitOutcomeUnknown)]
+        self.lost_in_commit += len(unknown)
         log.warning(
             "settlement: the connection was lost while %d trades committed; making them again", len(unknown)
         )
@@ -225,6 +230,7 @@ class SettlementWriter:
             unknown = still
             if not unknown:
                 return results
+        self.unconfirmed += len(unknown)
         log.error(
             "settlement: whether %d trades committed is not known (the database stayed unreachable)",
             len(unknown),

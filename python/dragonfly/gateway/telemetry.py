@@ -151,6 +151,16 @@ class Metrics:
             "Trades the database refused for what they are, set aside in the refused file.",
             registry=r,
         )
+        self.lost_in_commit = Counter(
+            "dragonfly_settlement_lost_commit_trades",
+            "Trades whose commit's answer was lost with the database connection, made again to find out.",
+            registry=r,
+        )
+        self.unconfirmed = Counter(
+            "dragonfly_settlement_unconfirmed_trades",
+            "Trades whose commit could not be confirmed either way (the database stayed unreachable).",
+            registry=r,
+        )
         self.state_errors = Counter(
             "dragonfly_state_store_errors",
             "State store (Redis) unreachable: admission failed closed, or a re-seed was skipped.",
@@ -317,7 +327,7 @@ class Telemetry:
         self._bound: dict[tuple[str, str, str, str], _Bound] = {}
         self._upstream: dict[tuple[str, str], LocalHistogram] = {}
         self._request_line = FastInfo(request_log)
-        self._seen = {"batches": 0, "trades": 0, "refused": 0}
+        self._seen = dict.fromkeys(("batches", "trades", "refused", "lost_in_commit", "unconfirmed"), 0)
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
 
@@ -482,7 +492,13 @@ class Telemetry:
         m.uncommitted.set(settler.uncommitted)
         backlog = getattr(settler, "_backlog", None)  # log mode: (trade, postings), oldest first
         m.lag.set(max(0.0, (now_ms() - backlog[0][0].settled_at) / 1000) if backlog else 0.0)
-        for name, counter in (("batches", m.batches), ("trades", m.committed), ("refused", m.refused)):
+        for name, counter in (
+            ("batches", m.batches),
+            ("trades", m.committed),
+            ("refused", m.refused),
+            ("lost_in_commit", m.lost_in_commit),
+            ("unconfirmed", m.unconfirmed),
+        ):
             now = int(getattr(settler, name))
             if now > self._seen[name]:
                 counter.inc(now - self._seen[name])
