@@ -35,9 +35,13 @@ from dragonfly.storage.sql.settlement_log import Entry, SettlementLog, refused_p
 log = logging.getLogger("dragonfly.gateway.settlement")
 
 MAX_BATCH = 256
-# Log mode: how long the first trade of a batch waits for company. Nobody waits on the commit, so a
-# longer wait only means bigger (cheaper per trade) batches and fewer interruptions of the event loop.
-BATCH_WAIT_S = 0.005
+# Log mode: how long the first trade of a batch waits for company. Nobody waits on the commit (readers
+# flush, which cuts the wait short), so a longer wait only means bigger batches, cheaper per trade: a
+# COMMIT costs SQLite ~135 µs whatever the batch (the WAL frames of the ~17 pages a batch dirties), a
+# trade ~25 µs to execute (`benchmarks/micro/bench_settlement.py`). 50 ms instead of 5 ms: −10 % of the
+# embedded data plane's CPU per request at ~1,000 req/s (batches of ~50 instead of ~5), unloaded p50
+# and p99 unchanged (paired A/B and latency-ab, 2026-12-07; benchmarks/README.md).
+BATCH_WAIT_S = 0.05
 # Log mode: pauses between tries while the database is down or locked (the last one repeats).
 RETRY_PAUSES_S = (0.05, 0.25, 1.0)
 # Database mode: pauses between makings-again of trades whose commit's outcome was lost with the
