@@ -15,7 +15,7 @@ from support.ledger_seed import FUNDS_MICROS, Trade, funded_market, make_trade, 
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import Posting, buyer_cash
 from dragonfly.gateway import settlement
-from dragonfly.gateway.settlement import MAX_BATCH, SettlementWriter
+from dragonfly.gateway.settlement import LOG_BATCH, SettlementWriter
 from dragonfly.services.ledger_check import check_ledger
 from dragonfly.storage.ports import Database, DatabaseUnavailable
 from dragonfly.storage.sql import open_database
@@ -160,7 +160,7 @@ async def test_reseed_sees_trades_the_store_counted_before_they_reached_the_data
 
 async def test_a_burst_larger_than_a_batch_commits_in_the_background(books: Books) -> None:
     writer = books.writer
-    trades = [books.trade(NOW + i, prompt=10, completion=5) for i in range(MAX_BATCH + 44)]
+    trades = [books.trade(NOW + i, prompt=10, completion=5) for i in range(LOG_BATCH + 44)]
     for t in trades:
         await writer.settle(t.row, t.postings)
     assert writer.uncommitted == len(trades)
