@@ -43,9 +43,10 @@ LOG_BATCH = 64
 # Log mode: how long the first trade of a batch waits for company. Nobody waits on the commit (readers
 # flush, which cuts the wait short), so a longer wait only means bigger batches, cheaper per trade: a
 # COMMIT costs SQLite ~135 µs whatever the batch (the WAL frames of the ~17 pages a batch dirties), a
-# trade ~25 µs to execute (`benchmarks/micro/bench_settlement.py`). 50 ms instead of 5 ms: −10 % of the
-# embedded data plane's CPU per request at ~1,000 req/s (batches of ~50 instead of ~5), unloaded p50
-# and p99 unchanged (paired A/B and latency-ab, 2026-12-07; benchmarks/README.md).
+# trade ~25 µs to execute (`benchmarks/micro/bench_settlement.py`). 50 ms instead of 5 ms: 7–10 % less
+# of the embedded data plane's CPU per request at ~1,000 req/s (batches of ~50 instead of ~5); unloaded
+# p50 and p99 unchanged only because the native writer yields its core every 100 µs of rows (without
+# that, p99 doubled). Paired A/B and latency-ab, 2026-12-07: benchmarks/README.md.
 BATCH_WAIT_S = 0.05
 # Log mode: pauses between tries while the database is down or locked (the last one repeats).
 RETRY_PAUSES_S = (0.05, 0.25, 1.0)
