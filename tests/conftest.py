@@ -6,6 +6,7 @@ Fixtures
   pg_url            session   postgresql://dragonfly@127.0.0.1:PORT/postgres (admin database)
   pg_database_url   function  a fresh empty database `t_<random>`, dropped afterwards
   database_url      function  parametrised [sqlite, postgres]: a fresh sqlite:///… file or PG database
+  pg_cutting_proxy  function  CuttingProxy in front of the cluster (support/tcp_cut.py); `.url_for(url)`
   redis_server      session   RedisServer (start/stop/kill/flushall/ping; restarts on the same port)
   redis_url         session   redis://127.0.0.1:PORT/0
   fresh_redis_url   function  redis_url, with the server (re)started if a test stopped it, and flushed
@@ -29,6 +30,7 @@ import pytest
 from support.log_scan import format_report, scan_files
 from support.processes import ProcessGroup, started_log_paths
 from support.services import PostgresCluster, RedisServer
+from support.tcp_cut import CuttingProxy
 
 from dragonfly.demo.seller import DemoSeller, SellerThread
 
@@ -116,6 +118,13 @@ def pg_database_url(pg_cluster: PostgresCluster) -> Iterator[str]:
     name = pg_cluster.create_database()
     yield pg_cluster.url(name)
     pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def pg_cutting_proxy(pg_cluster: PostgresCluster) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(pg_cluster.port).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture(

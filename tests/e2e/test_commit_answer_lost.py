@@ -5,7 +5,6 @@ for when the trade turns out committed, and is never told "not charged" when tha
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -14,6 +13,7 @@ import requests
 from openai import OpenAI
 from support.market import MODEL, market_settings, seed_buyer, seed_listing, start_serve
 from support.processes import ProcessGroup
+from support.tcp_cut import SETTLEMENT_STATEMENT as SETTLEMENT
 from support.tcp_cut import CuttingProxy
 
 from dragonfly.domain.ledger import buyer_cash
@@ -23,17 +23,8 @@ from dragonfly.storage.sql.repos import ledger
 
 pytestmark = pytest.mark.postgres
 
-SETTLEMENT = b'{"t":['  # the settlement statement's parameter: no other query sends it
 CREDIT_MICROS = 1_000_000
 MESSAGES = [{"role": "user", "content": "one two three"}]
-
-
-@pytest.fixture
-def proxy(pg_database_url: str) -> Iterator[CuttingProxy]:
-    port = int(pg_database_url.rsplit(":", 1)[1].split("/", 1)[0])
-    p = CuttingProxy(port).start()
-    yield p
-    p.stop()
 
 
 async def _books(db_url: str, buyer_id: str) -> tuple[list[object], list[dict], int]:
@@ -62,15 +53,21 @@ def _gateway(
 
 
 def test_an_answer_whose_commit_reply_was_lost_is_delivered_and_charged_once(
-    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+    pg_cutting_proxy: CuttingProxy,
+    pg_database_url: str,
+    tmp_path: Path,
+    processes: ProcessGroup,
+    demo_seller_factory,
 ) -> None:
-    origin, buyer_id, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    origin, buyer_id, key = _gateway(
+        pg_cutting_proxy, pg_database_url, tmp_path, processes, demo_seller_factory
+    )
     client = OpenAI(base_url=f"{origin}/v1", api_key=key, max_retries=0)
     client.chat.completions.create(model=MODEL, messages=MESSAGES)  # the settlement connection is open
 
-    proxy.arm(SETTLEMENT, deliver=True)  # PostgreSQL commits the trade; the gateway sees a reset
+    pg_cutting_proxy.arm(SETTLEMENT, deliver=True)  # PostgreSQL commits the trade; the gateway sees a reset
     raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
-    assert proxy.cuts == 1
+    assert pg_cutting_proxy.cuts == 1
     answer = raw.parse()
     assert raw.headers["x-request-id"] and answer.choices[0].message.content
 
@@ -85,21 +82,27 @@ def test_an_answer_whose_commit_reply_was_lost_is_delivered_and_charged_once(
 
 
 def test_a_stream_whose_commit_reply_was_lost_ends_normally_and_is_charged_once(
-    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+    pg_cutting_proxy: CuttingProxy,
+    pg_database_url: str,
+    tmp_path: Path,
+    processes: ProcessGroup,
+    demo_seller_factory,
 ) -> None:
     """The same cut while a stream's trade commits, before its `[DONE]`: the stream ends as usual, with
     its usage chunk, and the trade is in the books once."""
-    origin, buyer_id, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    origin, buyer_id, key = _gateway(
+        pg_cutting_proxy, pg_database_url, tmp_path, processes, demo_seller_factory
+    )
     client = OpenAI(base_url=f"{origin}/v1", api_key=key, max_retries=0)
     client.chat.completions.create(model=MODEL, messages=MESSAGES)
 
-    proxy.arm(SETTLEMENT, deliver=True)
+    pg_cutting_proxy.arm(SETTLEMENT, deliver=True)
     chunks = list(
         client.chat.completions.create(
             model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         )
     )
-    assert proxy.cuts == 1
+    assert pg_cutting_proxy.cuts == 1
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
@@ -111,24 +114,28 @@ def test_a_stream_whose_commit_reply_was_lost_ends_normally_and_is_charged_once(
 
 
 def test_a_stream_whose_commit_cannot_be_confirmed_ends_with_an_error_event(
-    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+    pg_cutting_proxy: CuttingProxy,
+    pg_database_url: str,
+    tmp_path: Path,
+    processes: ProcessGroup,
+    demo_seller_factory,
 ) -> None:
     """The same cut with the database then unreachable, on a stream: its text has gone out, but its end
     is an error chunk that says the outcome is unknown (the SDK raises on it), never a clean `[DONE]`."""
-    origin, _, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    origin, _, key = _gateway(pg_cutting_proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
     client = OpenAI(base_url=f"{origin}/v1", api_key=key, max_retries=0)
     client.chat.completions.create(model=MODEL, messages=MESSAGES)
 
-    proxy.arm(SETTLEMENT, deliver=True, grace_s=0.3)
-    proxy.refuse = True
+    pg_cutting_proxy.arm(SETTLEMENT, deliver=True, grace_s=0.3)
+    pg_cutting_proxy.refuse = True
     chunks = []
     with pytest.raises(openai.APIError) as raised:
         for chunk in client.chat.completions.create(
             model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         ):
             chunks.append(chunk)
-    proxy.refuse = False
-    assert proxy.cuts == 1
+    pg_cutting_proxy.refuse = False
+    assert pg_cutting_proxy.cuts == 1
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage is not None  # what finish() held back still went out, before the error
     assert f"/v1/generation?id={chunks[0].id}" in raised.value.message
@@ -136,21 +143,27 @@ def test_a_stream_whose_commit_cannot_be_confirmed_ends_with_an_error_event(
 
 
 def test_an_unconfirmable_commit_is_reported_as_unknown_and_the_receipt_tells(
-    proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, demo_seller_factory
+    pg_cutting_proxy: CuttingProxy,
+    pg_database_url: str,
+    tmp_path: Path,
+    processes: ProcessGroup,
+    demo_seller_factory,
 ) -> None:
     """Lost mid-commit, then the database unreachable for the writer's whole resolve window (~5 s): 503
     `service_unavailable` that says the outcome is not known and where to look, with `x-should-retry:
     false` (the SDK must not pay twice by itself); the receipt shows it was charged."""
-    origin, buyer_id, key = _gateway(proxy, pg_database_url, tmp_path, processes, demo_seller_factory)
+    origin, buyer_id, key = _gateway(
+        pg_cutting_proxy, pg_database_url, tmp_path, processes, demo_seller_factory
+    )
     headers = {"Authorization": f"Bearer {key}"}
     body = {"model": MODEL, "messages": MESSAGES}
     assert requests.post(f"{origin}/v1/chat/completions", json=body, headers=headers, timeout=30).ok
 
-    proxy.arm(SETTLEMENT, deliver=True, grace_s=0.3)
-    proxy.refuse = True
+    pg_cutting_proxy.arm(SETTLEMENT, deliver=True, grace_s=0.3)
+    pg_cutting_proxy.refuse = True
     r = requests.post(f"{origin}/v1/chat/completions", json=body, headers=headers, timeout=30)
-    proxy.refuse = False
-    assert proxy.cuts == 1
+    pg_cutting_proxy.refuse = False
+    assert pg_cutting_proxy.cuts == 1
     assert r.status_code == 503, r.text
     assert r.headers["x-should-retry"] == "false" and r.headers["x-request-id"]
     error = r.json()["error"]

@@ -11,6 +11,7 @@ and event loop of its own (so sync tests and tests whose server runs in another 
 - `deliver=False`: drops it and resets both sides — "lost before it reached the server".
 
 `refuse = True` closes every new connection at once (the server unreachable). `cuts` counts the cuts made.
+The fixture `pg_cutting_proxy` (tests/conftest.py) puts one in front of the PostgreSQL test cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ import asyncio
 import contextlib
 import threading
 from dataclasses import dataclass
+
+# The PostgreSQL settlement statement's one parameter, a jsonb document, starts with its trades
+# (storage/sql/repos/settlement.py `one_statement`); no other query sends these bytes.
+SETTLEMENT_STATEMENT = b'{"t":['
 
 
 @dataclass

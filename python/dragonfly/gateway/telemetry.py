@@ -327,7 +327,7 @@ class Telemetry:
         self._bound: dict[tuple[str, str, str, str], _Bound] = {}
         self._upstream: dict[tuple[str, str], LocalHistogram] = {}
         self._request_line = FastInfo(request_log)
-        self._seen = dict.fromkeys(("batches", "trades", "refused", "lost_in_commit", "unconfirmed"), 0)
+        self._seen: dict[str, int] = {}  # the settlement writer's counters at the last sample
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
 
@@ -499,9 +499,9 @@ class Telemetry:
             ("lost_in_commit", m.lost_in_commit),
             ("unconfirmed", m.unconfirmed),
         ):
-            now = int(getattr(settler, name))
-            if now > self._seen[name]:
-                counter.inc(now - self._seen[name])
+            now, seen = int(getattr(settler, name)), self._seen.get(name, 0)
+            if now > seen:
+                counter.inc(now - seen)
             self._seen[name] = now
 
     def start(self) -> None:
