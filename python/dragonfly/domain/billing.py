@@ -47,8 +47,9 @@ The audit verdict (the receipt's `usage_audit`) keeps its three values:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from dragonfly.record import record
 
 Audit = Literal["ok", "flagged", "unverifiable"]
 
@@ -97,7 +98,7 @@ def tokenizer_exact(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reported:
     """The seller's usage: None for a kind it did not report."""
 
@@ -107,7 +108,7 @@ class Reported:
     reasoning: int = 0  # completion_tokens_details.reasoning_tokens (0 when not reported)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Counted:
     """Dragonfly's own counts, and how far they can be trusted."""
 
@@ -118,7 +119,7 @@ class Counted:
     completion_covered: bool = True  # the completion count covers the whole answer (no tool calls, ...)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Bill:
     prompt: int
     completion: int

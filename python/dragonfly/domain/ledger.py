@@ -7,9 +7,8 @@ which run negative.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dragonfly.domain.money import TradeCost
+from dragonfly.record import record
 
 PLATFORM_FEES = "platform:fees"
 PLATFORM_ROUNDING = "platform:rounding"
@@ -39,7 +38,7 @@ def seller_payouts_pending(account_id: str) -> str:
     return f"seller:{account_id}:payouts_pending"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Posting:
     account: str
     amount: int

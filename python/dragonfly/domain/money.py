@@ -6,8 +6,9 @@ here, with `Decimal`, never floats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
+
+from dragonfly.record import record
 
 MICROS_PER_USD = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per 1M tokens
@@ -72,7 +73,7 @@ def micros_to_cents_floor(micros: int) -> int:
     return micros // 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TradeCost:
     """What one trade moves. charge = payout + reserve + fee + rounding, exactly."""
 

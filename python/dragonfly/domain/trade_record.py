@@ -3,10 +3,10 @@ once, at settlement, together with its journal; the gateway builds it, storage w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dragonfly.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TradeRecord:
     id: str
     buyer_account_id: str

@@ -7,12 +7,12 @@ tiktoken for `o200k_base` and `cl100k_base`; vocabularies ship inside the native
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal, cast
 
 import orjson
 
 from dragonfly import _native
+from dragonfly.record import record
 
 __all__ = [
     "EncodingName",
@@ -35,7 +35,7 @@ TokenizerError = _native.TokenizerError
 InvalidInputError = _native.InvalidInputError
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PreParsed:
     """What the data plane needs from a request body before routing it."""
 

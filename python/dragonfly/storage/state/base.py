@@ -7,8 +7,8 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from dragonfly.record import record
 from dragonfly.storage.state.ports import (
     AccountSeed,
     AccountView,
@@ -21,7 +21,7 @@ from dragonfly.storage.state.ports import (
 log = logging.getLogger("dragonfly.state")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ref:
     """Where the hold of a request admitted by this store instance lives (settle needs it)."""
 

@@ -21,11 +21,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
 
 from dragonfly.config import Settings
+from dragonfly.record import record
 from dragonfly.storage.state.resp import RespClient, RespUnavailable, Script
 
 log = logging.getLogger("dragonfly.state.limits")
@@ -35,7 +35,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (RespUnavailable, OSError, Timeou
 MAX_KEYS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Verdict:
     allowed: bool
     retry_after_ms: int = 0  # refused: until the window closes; allowed: what is left of it (0: none open)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from dragonfly.errors import ServiceUnavailable
+from dragonfly.record import record
 
 Refusal = Literal["insufficient_balance", "budget_exceeded", "key_rpm", "listing_rpm", "listing_concurrency"]
 
@@ -49,7 +50,7 @@ class StateUnavailable(ServiceUnavailable):
         super().__init__(message)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdmissionRequest:
     request_id: str
     account_id: str
@@ -63,7 +64,7 @@ class AdmissionRequest:
     lease_ttl_ms: int = 15 * 60 * 1000  # longer than the upstream total timeout: a live request keeps it
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Admission:
     ok: bool
     refusal: Refusal | None = None
