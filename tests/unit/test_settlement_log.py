@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 import orjson
@@ -32,6 +32,12 @@ def _row(tid: str) -> TradeRow:
     return replace(_TRADE.row, id=tid)
 
 
+def _v1(row: TradeRow) -> bytes:
+    """A record as versions before the columnar one wrote it: the trade with its field names."""
+    postings = [(p.account, p.amount) for p in POSTINGS]
+    return orjson.dumps({"v": 1, "trade": row, "postings": postings}) + b"\n"
+
+
 def test_record_round_trips_and_is_one_line() -> None:
     line = encode(_row("t-1"), POSTINGS)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
@@ -43,7 +49,42 @@ def test_a_record_from_another_trade_shape_is_refused() -> None:
     with pytest.raises(ValueError):
         decode(b'{"v": 1, "trade": {"id": "x"}, "postings": []}')
     with pytest.raises(ValueError):
-        decode(encode(_row("t-1"), POSTINGS).replace(b'"v":1', b'"v":2'))
+        decode(encode(_row("t-1"), POSTINGS).replace(b'"v":2', b'"v":3'))
+    record = orjson.loads(encode(_row("t-1"), POSTINGS))
+    with pytest.raises(ValueError):  # a column this version does not know
+        decode(orjson.dumps({**record, "t": [*record["t"], "more"]}))
+    with pytest.raises(ValueError):  # too few: a column without a default is missing
+        decode(orjson.dumps({**record, "t": record["t"][:3]}))
+
+
+def test_a_version_1_record_still_reads() -> None:
+    """Logs and refused files written before the columnar record (field names as keys) stay readable."""
+    row = _row("t-1")
+    old = orjson.dumps(
+        {"v": 1, "trade": row, "postings": [(p.account, p.amount) for p in POSTINGS]},
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
+    assert decode(old) == (row, POSTINGS)
+
+
+def test_a_record_written_before_a_column_was_added_still_reads() -> None:
+    """Columns are only ever added at the end of TradeRow, with a default: a shorter record reads with the
+    defaults. The order of the columns a record holds never changes — this list is the order at version 2;
+    moving a column would make old records read into the wrong fields, and needs a version 3."""
+    v2_columns = [
+        "id", "buyer_account_id", "key_id", "model", "upstream_model", "listing_id", "seller_account_id",
+        "provider", "streamed", "status", "finish_reason", "error_code", "latency_ms", "ttft_ms",
+        "tokens_prompt", "tokens_completion", "tokens_cached", "native_tokens_prompt",
+        "native_tokens_completion", "counted_tokens_completion", "usage_audit", "hold_micros", "cost_micros",
+        "seller_payout_micros", "platform_fee_micros", "attempts", "created_at", "settled_at", "price_unit",
+        "characters_prompt", "counted_tokens_prompt", "input_price", "output_price", "cached_input_price",
+    ]  # fmt: skip
+    assert list(TradeRow.__dataclass_fields__)[: len(v2_columns)] == v2_columns
+    record = orjson.loads(encode(_row("t-1"), POSTINGS))
+    defaulted = [f for f in fields(TradeRow) if f.default is not MISSING]
+    first = v2_columns.index(defaulted[0].name)
+    trade, _ = decode(orjson.dumps({**record, "t": record["t"][:first]}))
+    assert trade == replace(_row("t-1"), **{f.name: f.default for f in defaulted})
 
 
 def test_reopen_returns_entries_in_order_and_drops_an_unfinished_last_record(tmp_path: Path) -> None:
@@ -172,7 +213,7 @@ def test_a_write_the_disk_cannot_finish_raises_and_leaves_no_partial_record(tmp_
 
 def test_a_record_from_before_the_speech_columns_still_reads() -> None:
     # Written by the version before trades had `price_unit` and `characters_prompt` (migration 009).
-    record = orjson.loads(encode(_row("t-old"), POSTINGS))
+    record = orjson.loads(_v1(_row("t-old")))
     del record["trade"]["price_unit"], record["trade"]["characters_prompt"]
     trade, postings = decode(orjson.dumps(record))
     assert trade == _row("t-old") and trade.price_unit is None and postings == POSTINGS
