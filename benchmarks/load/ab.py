@@ -6,8 +6,9 @@ reversed every other round, so no target always runs first, last or right after 
 
 relay             `bare_relay.py` (Granian + the seller client, no Dragonfly logic): the floor
 baseline@<ref>    `dragonfly serve --no-demo` (SQLite, in-process state) running REF's code: a
-                  `git worktree` of REF first on PYTHONPATH, with the working tree's compiled native module
-                  copied in (refused when rust_core/ differs between REF and the working tree)
+                  `git worktree` of REF first on PYTHONPATH, with REF's native module copied in
+                  (`native_build`: the working tree's compiled one when rust_core/ is the same, else
+                  built from REF's rust_core)
 head              the same from the working tree (its buyer key has the default profile: no hedging)
 head+hedge-armed  the head server again, through a second buyer key bound to a profile with
                   `hedge: {enabled: true, after_ms: 600000}` (made through the control-plane API): every
@@ -38,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import harness, services, targets
+from benchmarks.load import harness, native_build, services, targets
 from benchmarks.load.harness import LoadRun, is_stream, preflight, run_locust
 from benchmarks.load.probe import ProbeResult, probe
 from benchmarks.load.targets import Target
@@ -80,30 +81,20 @@ def _git(*args: str, check: bool = True) -> str:
     return out.stdout.strip()
 
 
-def native_change(sha: str) -> str:
-    """What differs in rust_core/ between `sha` and HEAD, and between `sha` and the working tree (which
-    the compiled module was built from); empty when the native API is the same."""
-    committed = _git("diff", "--stat", sha, "HEAD", "--", "rust_core/")
-    worktree = _git("diff", "--stat", sha, "--", "rust_core/")
-    return committed or worktree
-
-
 class Worktree:
-    """`git worktree add --detach` of one commit in a temporary directory, with the working tree's compiled
-    native module (`python/dragonfly/_native*.so`) copied in; removed again by `remove`."""
+    """`git worktree add --detach` of one commit in a temporary directory, with that commit's native module
+    (`native_build`: the working tree's compiled one when rust_core/ is the same, else built from the
+    commit) copied in; removed again by `remove`."""
 
     def __init__(self, sha: str) -> None:
         self.sha = sha
         self.tmp = Path(tempfile.mkdtemp(prefix="dragonfly-ab-"))
         self.path = self.tmp / f"src-{sha[:12]}"
+        self.native = ""
 
     def add(self) -> Path:
         _git("worktree", "add", "--detach", str(self.path), self.sha)
-        sos = sorted((services.REPO / "python" / "dragonfly").glob("_native*.so"))
-        if not sos:
-            raise RuntimeError("no compiled python/dragonfly/_native*.so in the working tree: build it first")
-        for so in sos:
-            shutil.copy2(so, self.path / "python" / "dragonfly" / so.name)
+        self.native = native_build.install(self.sha, self.path)
         return self.path
 
     def remove(self) -> None:
@@ -192,6 +183,7 @@ def _start(
     short: str,
     head_tree: Path | None,
     head_code: str,
+    base_code: str = "",
 ) -> list[Target]:
     started: list[Target] = []
     head: Target | None = None
@@ -211,8 +203,7 @@ def _start(
             started.append(targets.start_bare_relay(log_dir, seller))
         elif name == "baseline":
             assert tree is not None
-            code = f"git worktree of {short} + the working tree's native module"
-            started.append(dragonfly(f"baseline@{short}", code, tree))
+            started.append(dragonfly(f"baseline@{short}", base_code, tree))
         elif name == "head":
             head = dragonfly("head", head_code, head_tree)
             started.append(head)
@@ -244,18 +235,9 @@ def run(cfg: AbConfig) -> dict[str, Any]:
         if head_sha
         else {
             "sha": _git("rev-parse", "HEAD"),
-            "uncommitted": _git("status", "--porcelain", "--", "python").splitlines(),
+            "uncommitted": _git("status", "--porcelain", "--", "python", "rust_core").splitlines(),
         }
     )
-    for name, commit in (("baseline", sha), ("head", head_sha)):
-        if commit is None or name not in cfg.targets:
-            continue
-        changed = native_change(commit)
-        if changed:
-            raise RuntimeError(
-                f"rust_core/ differs between {commit[:7]} and the working tree, so the compiled "
-                f"native module cannot stand in for {commit[:7]}'s: refusing to compare.\n{changed}"
-            )
     services.raise_fd_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = cfg.out_dir / f"ab-{stamp}"
@@ -274,12 +256,11 @@ def run(cfg: AbConfig) -> dict[str, Any]:
         if head_tree is not None and head_sha is not None:
             print(f"  head code: {cfg.head_ref} = {head_sha[:7]} in {head_tree}", flush=True)
         head_label = (
-            f"git worktree of {head_sha[:7]} + the working tree's native module"
-            if head_sha
-            else "working tree"
+            f"git worktree of {head_wt.sha[:7]} + {head_wt.native}" if head_wt is not None else "working tree"
         )
+        base_label = f"git worktree of {short} + {wt.native}" if wt is not None else ""
         seller = targets.start_fake_seller(log_dir)
-        started = _start(cfg, log_dir, seller, tree, short, head_tree, head_label)
+        started = _start(cfg, log_dir, seller, tree, short, head_tree, head_label, base_label)
         for scenario in cfg.scenarios:
             for t in started:
                 why = preflight(t, scenario)

@@ -16,8 +16,9 @@ per cent cannot be seen in a handful of rounds. Here the targets are measured *a
 - The ratios are summarised over blocks: mean with a 95 % bootstrap interval (seeded). A difference is
   "not measurable" when head/baseline's interval holds 1.0; its half-width is the run's resolution.
 
-Targets are started exactly as `ab` starts them (a `git worktree` of REF with the working tree's native
-module; the working tree, or `--head-ref`'s worktree, for head and head-aa; the relay floor).
+Targets are started exactly as `ab` starts them (a `git worktree` of REF with REF's native module —
+`native_build`: built from REF when rust_core/ differs; the working tree, or `--head-ref`'s worktree, for
+head and head-aa; the relay floor).
 """
 
 from __future__ import annotations
@@ -327,15 +328,12 @@ def run(cfg: PairedConfig) -> dict[str, Any]:
         raise RuntimeError(f"unknown scenario {cfg.scenario!r} (chat | stream)")
     sha = ab._git("rev-parse", "--verify", f"{cfg.ref}^{{commit}}")
     head_sha = ab._git("rev-parse", "--verify", f"{cfg.head_ref}^{{commit}}") if cfg.head_ref else None
-    for commit in (sha, head_sha):
-        if commit is not None and (changed := ab.native_change(commit)):
-            raise RuntimeError(f"rust_core/ differs between {commit[:7]} and the working tree:\n{changed}")
     head_code = (
         {"sha": head_sha, "uncommitted": []}
         if head_sha
         else {
             "sha": ab._git("rev-parse", "HEAD"),
-            "uncommitted": ab._git("status", "--porcelain", "--", "python").splitlines(),
+            "uncommitted": ab._git("status", "--porcelain", "--", "python", "rust_core").splitlines(),
         }
     )
     services.raise_fd_limit()
@@ -352,12 +350,11 @@ def run(cfg: PairedConfig) -> dict[str, Any]:
         tree = wt.add()
         head_tree = head_wt.add() if head_wt is not None else None
         head_label = (
-            f"git worktree of {head_sha[:7]} + the working tree's native module"
-            if head_sha
-            else "working tree"
+            f"git worktree of {head_wt.sha[:7]} + {head_wt.native}" if head_wt is not None else "working tree"
         )
+        base_label = f"git worktree of {sha[:7]} + {wt.native}"
         seller = targets.start_fake_seller(log_dir)
-        started = ab._start(cfg, log_dir, seller, tree, sha[:7], head_tree, head_label)  # type: ignore[arg-type]
+        started = ab._start(cfg, log_dir, seller, tree, sha[:7], head_tree, head_label, base_label)  # type: ignore[arg-type]
         for t in started:
             why = preflight(t, cfg.scenario)
             if why:

@@ -212,7 +212,7 @@ DRAGONFLY_SRC: Path | None = None
 
 def export_ref(ref: str, cache: Path = CACHE) -> Path:
     """`git archive` a commit of this repository into the cache (read-only for the repository) with the
-    working tree's compiled native module copied in; returns the exported tree's root."""
+    commit's native module copied in (`native_build`); returns the exported tree's root."""
     sha = subprocess.run(
         ["git", "-C", str(services.REPO), "rev-parse", ref], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -223,8 +223,9 @@ def export_ref(ref: str, cache: Path = CACHE) -> Path:
             ["git", "-C", str(services.REPO), "archive", sha, "python"], capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    for so in (services.REPO / "python" / "dragonfly").glob("_native*.so"):
-        shutil.copy2(so, dest / "python" / "dragonfly" / so.name)
+    from benchmarks.load import native_build  # imports this module
+
+    print(f"  {ref} = {sha[:7]} runs with {native_build.install(sha, dest)}", flush=True)
     return dest
 
 
