@@ -113,17 +113,19 @@ pub fn count_text(enc: Encoding, text: &str) -> usize {
         let mut total = 0usize;
         for piece in tok.split(text.as_str()) {
             let bytes = piece.as_bytes();
+            if bytes.len() > REMEMBERED_PIECE_BYTES {
+                total += tok.bpe.count(bytes); // long pieces are rare: not worth hashing
+                continue;
+            }
             if let Some(&n) = seen.get(bytes) {
                 total += n as usize;
                 continue;
             }
             let n = tok.bpe.count(bytes);
-            if bytes.len() <= REMEMBERED_PIECE_BYTES {
-                if seen.len() >= REMEMBERED_PIECES {
-                    seen.clear();
-                }
-                seen.insert(bytes.into(), n as u32);
+            if seen.len() >= REMEMBERED_PIECES {
+                seen.clear();
             }
+            seen.insert(bytes.into(), n as u32);
             total += n;
         }
         total
