@@ -5,12 +5,14 @@ for when the trade turns out committed, and is never told "not charged" when tha
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
 import openai
 import pytest
 import requests
 from openai import OpenAI
+from support.health_market import open_market, seed_two_sellers
 from support.market import MODEL, market_settings, seed_buyer, seed_listing, start_serve
 from support.processes import ProcessGroup
 from support.tcp_cut import SETTLEMENT_STATEMENT as SETTLEMENT
@@ -35,6 +37,14 @@ async def _books(db_url: str, buyer_id: str) -> tuple[list[object], list[dict], 
             buyer_id,
         )
         return list(await check_ledger(db, None)), trades, await ledger.balance(db, buyer_cash(buyer_id))
+    finally:
+        await db.close()
+
+
+async def _buyer_id(db_url: str, email: str = "buyer@e2e.test") -> str:
+    db = await open_database(db_url)
+    try:
+        return str(await db.fetch_val("SELECT id FROM accounts WHERE email = $1", email))
     finally:
         await db.close()
 
@@ -181,3 +191,61 @@ def test_an_unconfirmable_commit_is_reported_as_unknown_and_the_receipt_tells(
     assert violations == []
     assert {t["id"]: t["status"] for t in trades}[trade_id] == "completed"  # it had committed
     assert balance == CREDIT_MICROS - sum(t["cost_micros"] for t in trades)
+
+
+def test_a_continued_streams_part_whose_commit_cannot_be_confirmed_is_not_billed_twice(
+    pg_cutting_proxy: CuttingProxy,
+    pg_database_url: str,
+    tmp_path: Path,
+    processes: ProcessGroup,
+    demo_seller_factory,
+) -> None:
+    """CHEAP dies mid-stream; the part it produced is billed as a trade of its own before the stream is
+    continued at PRICEY — and that commit's answer is lost with the database then unreachable. Recorded
+    or not, nobody can tell: the stream is not continued (more would be sold on a record not known), it
+    ends with an error chunk naming the part's receipt (never "not charged"), and the request's own trade
+    bills nothing for CHEAP's tokens, so a part that did commit is the only charge for them."""
+    settings = market_settings(pg_database_url, tmp_path / "data")
+    cheap, pricey = demo_seller_factory(), demo_seller_factory()
+    ids = seed_two_sellers(settings, cheap, pricey)
+    origin = start_serve(
+        processes, settings, extra_env={"DRAGONFLY_DATABASE_URL": pg_cutting_proxy.url_for(pg_database_url)}
+    )
+    m = open_market(origin, settings, None, cheap, ids)
+    client = OpenAI(base_url=f"{origin}/v1", api_key=m.cost_first_key, max_retries=0, timeout=30)
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)  # the settlement connection is open
+
+    cheap.config.drop_mid_stream_after = 3  # role preamble, "Echo: ", "one ", then CHEAP's connection closes
+    pg_cutting_proxy.arm(SETTLEMENT, deliver=True, grace_s=0.3)  # the part commits; its answer is lost
+    pg_cutting_proxy.refuse = True
+    chunks = []
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
+            chunks.append(chunk)
+    pg_cutting_proxy.refuse = False
+    assert pg_cutting_proxy.cuts == 1
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Echo: ") and text != "Echo: one two three"  # CHEAP's words, not continued
+    message = raised.value.message
+    assert "/v1/generation?id=" in message and "not charged" not in message
+
+    part_id = message.split("/v1/generation?id=")[1].split()[0]
+    receipt = requests.get(
+        f"{origin}/v1/generation",
+        params={"id": part_id},
+        headers={"Authorization": f"Bearer {m.cost_first_key}"},
+        timeout=30,
+    )
+    assert receipt.status_code == 200, receipt.text  # it had committed: the receipt says so
+    part = receipt.json()["data"]
+    assert part["status"] == "continued" and part["listing_id"] == m.cheap
+    assert part["tokens_completion"] > 0 and Decimal(part["total_cost_usd"]) > 0
+
+    settlement = requests.get(f"{origin}/healthz", timeout=10).json()["settlement"]
+    assert (settlement["lost_in_commit"], settlement["unconfirmed"]) == (1, 1)
+    buyer_id = asyncio.run(_buyer_id(pg_database_url))
+    violations, trades, balance = asyncio.run(_books(pg_database_url, buyer_id))
+    assert violations == []
+    by_id = {t["id"]: t for t in trades}
+    assert chunks[0].id not in by_id or by_id[chunks[0].id]["cost_micros"] == 0  # never CHEAP's tokens again
+    assert balance == 5_000_000 - sum(t["cost_micros"] for t in trades)

@@ -104,6 +104,23 @@ def unconfirmed_message(trade_id: str) -> str:
     )
 
 
+def part_unconfirmed_message(part_id: str) -> str:
+    return (
+        "The upstream provider failed mid-stream, and the connection to the database was lost while the"
+        " part it had produced was recorded, so the stream was not continued; GET"
+        f" /v1/generation?id={part_id} shows whether you were charged for that part."
+    )
+
+
+class TradeUnconfirmed(ServiceUnavailable):
+    """A trade's commit whose outcome is not known (its answer was lost with the database connection and
+    the database stayed unreachable): it may be recorded and charged, or not. Never "not charged"."""
+
+    def __init__(self, trade_id: str) -> None:
+        super().__init__(unconfirmed_message(trade_id), headers={"x-should-retry": "false"})
+        self.trade_id = trade_id
+
+
 # Bodies above this size are parsed/counted on a worker thread (the native calls release the GIL), so a
 # huge prompt or answer never stalls the event loop and every other request on it.
 OFF_LOOP_BYTES = 256 * 1024
@@ -486,9 +503,7 @@ class Inference:
             # the state store (over-counting until the next re-seed, never under), and say so.
             await rt.state.settle(trade.hold_id, cost.charge)
             log.error("trade commit not confirmed: the database connection was lost")
-            raise ServiceUnavailable(
-                unconfirmed_message(trade.request_id), headers={"x-should-retry": "false"}
-            ) from None
+            raise TradeUnconfirmed(trade.request_id) from None
         except Exception as exc:
             # Not durably recorded: release the hold and charge nothing rather than guess.
             await rt.state.settle(trade.hold_id, 0)
@@ -646,6 +661,15 @@ class Inference:
                     log.warning("upstream stream broke: %s", type(exc).__name__)
                     resp.close()
                     taken = await self._continue_stream(trade, splicer, leg, route, exc)
+                    if isinstance(taken, TradeUnconfirmed):
+                        # The broken part's record may or may not be in the books (and charged): the
+                        # trade bills nothing more for this leg, and the stream says where to look.
+                        status, error_code = "failed", "service_unavailable"
+                        tail = splicer.error_event(
+                            part_unconfirmed_message(taken.trade_id), "service_unavailable"
+                        )
+                        self._part_unconfirmed(trade, leg, taken.trade_id)
+                        break
                     if taken is None or isinstance(taken, DragonflyError):
                         # Not continued: the documented error event; a refused next leg says why.
                         status, error_code = "failed", "upstream_error" if taken is None else taken.code
@@ -737,8 +761,10 @@ class Inference:
             return None  # the trade stays with this leg: billed as a broken stream
         try:
             part_id = await self._bill_part(trade, leg, produced)
+        except TradeUnconfirmed as unknown:
+            return unknown  # recorded or not, nobody can tell: not continued, and not billed again
         except DragonflyError:
-            return None  # not recorded (not charged), or not known: the stream ends here
+            return None  # not recorded (not charged): the stream ends here, billed as a broken stream
         latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
         # The leg's `ok` attempt (recorded when it won) becomes its `continued` one.
         if trade.attempts and trade.attempts[-1].listing_id == leg.listing.id:
@@ -777,6 +803,19 @@ class Inference:
             if step.error is not None:
                 return None
         return None
+
+    def _part_unconfirmed(self, trade: TradeState, leg: Leg, part_id: str) -> None:
+        """The part `leg` produced was billed as a trade of its own whose commit could not be confirmed:
+        the trade keeps no listing (it is recorded without a charge, so a part that did commit is not
+        charged twice) and its receipt links the part; `leg`'s hold was settled with the part."""
+        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
+        if trade.attempts and trade.attempts[-1].listing_id == leg.listing.id:
+            trade.attempts.pop()
+        trade.attempts.append(
+            Attempt(leg.listing.id, leg.listing.provider, "error", latency, "broken_stream", part_id)
+        )
+        self._leg_failed(leg, "broken_stream")
+        trade.listing, trade.hold, trade.hold_id = None, 0, ""
 
     async def _bill_part(self, trade: TradeState, leg: Leg, completion_tokens: int) -> str:
         """Record the part of a continued stream that `leg`'s seller produced as a trade of its own
