@@ -97,7 +97,7 @@ def _balance(http: requests.Session, site: Site) -> Decimal:
 
 
 def test_an_operator_runs_the_market_from_the_dashboard(site: Site) -> None:
-    from playwright.sync_api import expect
+    from playwright.sync_api import Route, expect
 
     started = time.monotonic()
     _create_operator(site)
@@ -253,13 +253,28 @@ def test_an_operator_runs_the_market_from_the_dashboard(site: Site) -> None:
         # A phone: every tab fits the width (no sideways scrolling of the page).
         page.set_viewport_size({"width": 390, "height": 844})
         tabs = ["health", "activity", "weights", f"listings/{listing_id}", "flagged", "credits", "payouts"]
+        open_list = "**/api/admin/flagged-trades?state=open*"
+        held: list[Route] = []
+
+        def hold(route: Route) -> None:
+            held.append(route)
+
         for tab in tabs:
+            if tab == "flagged":  # the open list's answer is held back until the filter has changed
+                page.route(open_list, hold)
             page.goto(f"{site.origin}/#/operator/{tab}")
             page.wait_for_selector(f'.op-page[data-tab="{tab.split("/")[0]}"]')
-            page.wait_for_load_state("networkidle")
             if tab == "flagged":  # the resolved ones, with their notes
                 page.select_option("select[name=state]", "")
                 expect(page.locator("article.op-trade")).to_have_count(2)
+                assert held, "the open list was not asked for"
+                for route in held:  # answers now, late: it must not land on top of the newer list
+                    route.continue_()
+                page.unroute(open_list)
+                page.wait_for_load_state("networkidle")
+                expect(page.locator("article.op-trade")).to_have_count(2)
+                expect(page.locator("[data-testid=no-trades]")).to_have_count(0)
+            page.wait_for_load_state("networkidle")
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{tab} is {width}px wide on a 390px phone"
         page.goto(f"{site.origin}/#/operator/health")

@@ -114,23 +114,28 @@ export function cardTable(headers, rows, attrs) {
   return out;
 }
 
-/** A "Load more" button for the API's cursor pages; `load(cursor)` answers {data, has_more, next_cursor}. */
+/** A "Load more" button for the API's cursor pages; `load(cursor)` answers {data, has_more, next_cursor}.
+ * `first()` starts over (a filter changed): an answer to a request made before it is dropped, so a slow
+ * answer for the old filter never lands on top of the new list. */
 export function pager(load, append, status) {
   let cursor = null;
+  let generation = 0;
   const button = h("button", { type: "button", class: "secondary small", hidden: true }, "Load more");
   const more = async () => {
+    const mine = generation;
     button.disabled = true;
     try {
       const page = await load(cursor);
+      if (mine !== generation) return;
       append(page.data, cursor === null);
       cursor = page.next_cursor;
       button.hidden = !page.has_more;
     } catch (err) {
-      status(err);
+      if (mine === generation) status(err);
     } finally {
-      button.disabled = false;
+      if (mine === generation) button.disabled = false;
     }
   };
   button.addEventListener("click", more);
-  return { button, first: () => { cursor = null; return more(); } };
+  return { button, first: () => { cursor = null; generation += 1; return more(); } };
 }
