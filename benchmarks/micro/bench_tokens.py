@@ -22,6 +22,7 @@ import sys
 import time
 import timeit
 from pathlib import Path
+from typing import Any
 
 import tiktoken
 from bpe_openai import _bindings as bpe_bindings
@@ -53,6 +54,11 @@ def offline_tiktoken(name: str) -> tiktoken.Encoding:
         mergeable_ranks=p["mergeable_ranks"],
         special_tokens=p["special_tokens"],
     )
+
+
+def counters(name: str) -> tuple[TokenCounter, tiktoken.Encoding, Any]:
+    """The three counters compared, for one encoding: Dragonfly's native one, tiktoken, bpe-openai."""
+    return TokenCounter(name), offline_tiktoken(name), bpe_bindings.tokenizer_for_encoding(name)
 
 
 def per_call_us(fn, text: str, budget_s: float = 0.4) -> float:
@@ -87,9 +93,7 @@ def main() -> None:
         f" {'tiktoken/native':>16} {'bpe-openai/native':>18}"
     )
     for name in ("o200k_base", "cl100k_base"):
-        native = TokenCounter(name)
-        tk = offline_tiktoken(name)
-        bpe = bpe_bindings.tokenizer_for_encoding(name)
+        native, tk, bpe = counters(name)
         for label, text in cases.items():
             n = native.count(text)
             assert n == len(tk.encode_ordinary(text)) == bpe.count(text), (name, label)
@@ -143,9 +147,7 @@ def natural_text() -> None:
         f" {'bpe-openai/native':>18}"
     )
     for name in ("o200k_base", "cl100k_base"):
-        native = TokenCounter(name)
-        tk = offline_tiktoken(name)
-        bpe = bpe_bindings.tokenizer_for_encoding(name)
+        native, tk, bpe = counters(name)
         for t in texts:
             assert native.count(t) == len(tk.encode_ordinary(t)) == bpe.count(t), (name, t)
         for label, f in (("warm", None), ("flushed", flush)):

@@ -18,6 +18,7 @@ from support.processes import ProcessGroup
 from support.tcp_cut import SETTLEMENT_STATEMENT as SETTLEMENT
 from support.tcp_cut import CuttingProxy
 
+from dragonfly.config import Settings
 from dragonfly.domain.ledger import buyer_cash
 from dragonfly.services.ledger_check import check_ledger
 from dragonfly.storage.sql import open_database
@@ -49,17 +50,19 @@ async def _buyer_id(db_url: str, email: str = "buyer@e2e.test") -> str:
         await db.close()
 
 
+def _serve_through(proxy: CuttingProxy, settings: Settings, processes: ProcessGroup) -> str:
+    """`dragonfly serve` with every connection of its processes through the proxy (seeding did not)."""
+    url = proxy.url_for(settings.database_url)
+    return start_serve(processes, settings, extra_env={"DRAGONFLY_DATABASE_URL": url})
+
+
 def _gateway(
     proxy: CuttingProxy, pg_database_url: str, tmp_path: Path, processes: ProcessGroup, seller_factory
 ) -> tuple[str, str, str]:
     settings = market_settings(pg_database_url, tmp_path / "data")
     asyncio.run(seed_listing(settings, seller_factory()))
     buyer_id, key = asyncio.run(seed_buyer(settings, credit_cents=100))
-    # Every connection of the serving processes goes through the proxy; the seeding above did not.
-    origin = start_serve(
-        processes, settings, extra_env={"DRAGONFLY_DATABASE_URL": proxy.url_for(pg_database_url)}
-    )
-    return origin, buyer_id, key
+    return _serve_through(proxy, settings, processes), buyer_id, key
 
 
 def test_an_answer_whose_commit_reply_was_lost_is_delivered_and_charged_once(
@@ -208,9 +211,7 @@ def test_a_continued_streams_part_whose_commit_cannot_be_confirmed_is_not_billed
     settings = market_settings(pg_database_url, tmp_path / "data")
     cheap, pricey = demo_seller_factory(), demo_seller_factory()
     ids = seed_two_sellers(settings, cheap, pricey)
-    origin = start_serve(
-        processes, settings, extra_env={"DRAGONFLY_DATABASE_URL": pg_cutting_proxy.url_for(pg_database_url)}
-    )
+    origin = _serve_through(pg_cutting_proxy, settings, processes)
     m = open_market(origin, settings, None, cheap, ids)
     client = OpenAI(base_url=f"{origin}/v1", api_key=m.cost_first_key, max_retries=0, timeout=30)
     client.chat.completions.create(model=MODEL, messages=MESSAGES)  # the settlement connection is open

@@ -668,7 +668,7 @@ class Inference:
                         tail = splicer.error_event(
                             part_unconfirmed_message(taken.trade_id), "service_unavailable"
                         )
-                        self._part_unconfirmed(trade, leg, taken.trade_id)
+                        self._part_billed(trade, leg, "error", taken.trade_id)  # no charge again
                         break
                     if taken is None or isinstance(taken, DragonflyError):
                         # Not continued: the documented error event; a refused next leg says why.
@@ -765,15 +765,7 @@ class Inference:
             return unknown  # recorded or not, nobody can tell: not continued, and not billed again
         except DragonflyError:
             return None  # not recorded (not charged): the stream ends here, billed as a broken stream
-        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
-        # The leg's `ok` attempt (recorded when it won) becomes its `continued` one.
-        if trade.attempts and trade.attempts[-1].listing_id == leg.listing.id:
-            trade.attempts.pop()
-        trade.attempts.append(
-            Attempt(leg.listing.id, leg.listing.provider, "continued", latency, "broken_stream", part_id)
-        )
-        self._leg_failed(leg, "broken_stream")
-        trade.listing, trade.hold, trade.hold_id = None, 0, ""
+        self._part_billed(trade, leg, "continued", part_id)
         route.body = continuation_body(route.body, splicer.content_so_far, left)
         route.pre = await _native_call(len(route.body), preparse_request, route.body, pre.encoding)
         trade.hold_completion_tokens = left if left is not None else DEFAULT_COMPLETION_HOLD
@@ -804,15 +796,16 @@ class Inference:
                 return None
         return None
 
-    def _part_unconfirmed(self, trade: TradeState, leg: Leg, part_id: str) -> None:
-        """The part `leg` produced was billed as a trade of its own whose commit could not be confirmed:
-        the trade keeps no listing (it is recorded without a charge, so a part that did commit is not
-        charged twice) and its receipt links the part; `leg`'s hold was settled with the part."""
+    def _part_billed(self, trade: TradeState, leg: Leg, status: str, part_id: str) -> None:
+        """`leg`'s stream broke and its part was billed as a trade of its own (`part_id`, `_bill_part`,
+        which settled `leg`'s hold): the leg's `ok` attempt (recorded when it won) becomes `status`,
+        linking the part; the listing's health hears of the break; and the trade keeps no listing — the
+        next leg's becomes it, or, with none, it is recorded without a charge."""
         latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
         if trade.attempts and trade.attempts[-1].listing_id == leg.listing.id:
             trade.attempts.pop()
         trade.attempts.append(
-            Attempt(leg.listing.id, leg.listing.provider, "error", latency, "broken_stream", part_id)
+            Attempt(leg.listing.id, leg.listing.provider, status, latency, "broken_stream", part_id)
         )
         self._leg_failed(leg, "broken_stream")
         trade.listing, trade.hold, trade.hold_id = None, 0, ""
