@@ -62,7 +62,7 @@ class BareRelay:
         transport = proto.response_stream(200, SSE_HEADERS)
 
         def relay(piece: bytes) -> bool:
-            transport.send_bytes(piece)  # queued by Granian at once (see gateway/chat.py)
+            transport.send_bytes(piece)  # queued by Granian at once (see gateway/stream.py)
             return False  # read to the end of the seller's body
 
         try:

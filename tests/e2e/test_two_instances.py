@@ -23,7 +23,7 @@ from dragonfly.config import Settings
 from dragonfly.demo.seller import DemoSeller
 from dragonfly.domain.ledger import buyer_cash
 from dragonfly.domain.money import cents_to_micros, worst_case_hold
-from dragonfly.gateway.chat import PROMPT_HOLD_RATIO, PROMPT_HOLD_SLACK
+from dragonfly.gateway.holds import PROMPT_HOLD_RATIO, PROMPT_HOLD_SLACK
 from dragonfly.native.tokens import preparse_request
 from dragonfly.security.api_keys import KeyHasher
 from dragonfly.services.accounts import create_account

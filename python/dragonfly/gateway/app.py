@@ -20,9 +20,10 @@ from dragonfly import logfmt
 from dragonfly.config import Settings
 from dragonfly.errors import DragonflyError, InternalError, NotFound, ServiceUnavailable
 from dragonfly.gateway import catalog, proxy
-from dragonfly.gateway.chat import DRAINED_MESSAGE, Inference
+from dragonfly.gateway.chat import Inference
 from dragonfly.gateway.drain import Drain
 from dragonfly.gateway.http import send_error, send_json
+from dragonfly.gateway.replies import DRAINED_MESSAGE
 from dragonfly.gateway.runtime import Runtime
 from dragonfly.gateway.speech import Speech
 from dragonfly.gateway.telemetry import CONTROL_PLANE, UNKNOWN_ROUTE

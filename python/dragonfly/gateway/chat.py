@@ -1,21 +1,20 @@
 """POST /v1/chat/completions and /v1/embeddings: pre-parse, authenticate, rank, admit, forward with
-fallback, splice, settle. The order of these steps is the request life cycle in ARCHITECTURE.md.
+fallback, splice, settle. The order of these steps is the request life cycle in ARCHITECTURE.md; a
+streamed answer is relayed by gateway/stream.py.
 Another kind of endpoint subclasses `Inference` and overrides `_hold` and `_relay` (gateway/speech.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from dragonfly.domain.health import stream_outcome
-from dragonfly.domain.money import worst_case_hold
 from dragonfly.domain.trade import RELAY, AttemptPlan, Step, UpstreamFailureKind
 from dragonfly.errors import (
     DragonflyError,
@@ -26,11 +25,15 @@ from dragonfly.errors import (
 from dragonfly.gateway.auth import check_ip, client_ip
 from dragonfly.gateway.eager import start_now
 from dragonfly.gateway.failpoints import Failpoints
+from dragonfly.gateway.holds import DEFAULT_COMPLETION_HOLD, chat_hold
 from dragonfly.gateway.http import read_body, send_json
-from dragonfly.gateway.legs import Leg, Route, continuation_body
+from dragonfly.gateway.legs import Leg, Route
+from dragonfly.gateway.offload import native_call
 from dragonfly.gateway.override import Override, override_profile, parse_override
+from dragonfly.gateway.replies import DRAINED_MESSAGE, NOT_RECORDED, TradeUnconfirmed
 from dragonfly.gateway.routing import plan_route
 from dragonfly.gateway.snapshot import ListingInfo, ProfileInfo
+from dragonfly.gateway.stream import relay_stream
 from dragonfly.gateway.trade import Attempt, TradeState, Usage, stream_throughput_tps, usage_from
 from dragonfly.gateway.upstream import (
     H1Response,
@@ -39,9 +42,8 @@ from dragonfly.gateway.upstream import (
     UpstreamFailure,
     UpstreamTimedOut,
 )
-from dragonfly.ids import new_id
 from dragonfly.native import NativeError
-from dragonfly.native.sse import Splicer, rewrite_completion
+from dragonfly.native.sse import rewrite_completion
 from dragonfly.native.tokens import preparse_request, substitute_model
 from dragonfly.storage.ports import CommitOutcomeUnknown
 from dragonfly.storage.state.ports import AdmissionRequest
@@ -51,16 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dragonfly.gateway.chat")
 
-DONE = b"data: [DONE]\n\n"
-# Completion tokens reserved when the buyer sets no max_tokens (the hold is the worst case we admit).
-DEFAULT_COMPLETION_HOLD = 4096
-# Prompt tokens may be counted differently by the seller's tokenizer: reserve some headroom.
-PROMPT_HOLD_RATIO = 1.25
-PROMPT_HOLD_SLACK = 64
 MAX_UPSTREAM_BODY = 32 * 1024 * 1024
-SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
-# A call the drain deadline cut (gateway/drain.py): the buyer may retry it on another instance.
-DRAINED_MESSAGE = "The gateway is shutting down; retry the request."
 
 
 class _FellBack(Exception):
@@ -77,61 +70,6 @@ def _upstream_error_message(raw: bytes) -> str | None:
     except (orjson.JSONDecodeError, AttributeError):
         pass
     return None
-
-
-def chat_hold(listing: ListingInfo, prompt_tokens: int, completion_tokens: int) -> tuple[int, int]:
-    """The worst case a chat or embeddings request can cost at `listing` (what admission reserves), and
-    the prompt tokens settlement may bill: the counted prompt with headroom for another tokenizer, and
-    `completion_tokens` (max_tokens x n, or the default) at most."""
-    hold_prompt = int(prompt_tokens * PROMPT_HOLD_RATIO) + PROMPT_HOLD_SLACK
-    hold = worst_case_hold(
-        prompt_tokens=hold_prompt,
-        max_completion_tokens=completion_tokens,
-        # A cached-input price above the input price must not make cost exceed the hold.
-        input_price=max(listing.input_price, listing.cached_input_price or 0),
-        output_price=listing.output_price,
-    )
-    return hold, hold_prompt
-
-
-NOT_RECORDED = "The trade could not be recorded; you were not charged."
-
-
-def unconfirmed_message(trade_id: str) -> str:
-    return (
-        "The connection to the database was lost while the trade was recorded and it could not be"
-        f" confirmed; GET /v1/generation?id={trade_id} shows whether you were charged."
-    )
-
-
-def part_unconfirmed_message(part_id: str) -> str:
-    return (
-        "The upstream provider failed mid-stream, and the connection to the database was lost while the"
-        " part it had produced was recorded, so the stream was not continued; GET"
-        f" /v1/generation?id={part_id} shows whether you were charged for that part."
-    )
-
-
-class TradeUnconfirmed(ServiceUnavailable):
-    """A trade's commit whose outcome is not known (its answer was lost with the database connection and
-    the database stayed unreachable): it may be recorded and charged, or not. Never "not charged"."""
-
-    def __init__(self, trade_id: str) -> None:
-        super().__init__(unconfirmed_message(trade_id), headers={"x-should-retry": "false"})
-        self.trade_id = trade_id
-
-
-# Bodies above this size are parsed/counted on a worker thread (the native calls release the GIL), so a
-# huge prompt or answer never stalls the event loop and every other request on it.
-OFF_LOOP_BYTES = 256 * 1024
-
-_R = TypeVar("_R")
-
-
-async def _native_call(size: int, fn: Callable[..., _R], *args: Any) -> _R:
-    if size >= OFF_LOOP_BYTES:
-        return await asyncio.to_thread(fn, *args)
-    return fn(*args)
 
 
 class Inference:
@@ -154,7 +92,7 @@ class Inference:
             check_ip(key, client_ip(scope, headers, rt.settings.trusted_proxies))
             body = await read_body(proto, headers, rt.settings.max_body_bytes, rt.body_deadlines)
             try:
-                pre = await _native_call(len(body), preparse_request, body)
+                pre = await native_call(len(body), preparse_request, body)
             except NativeError as exc:
                 raise InvalidRequest(f"Invalid request body: {exc}") from None
             if not pre.model:
@@ -356,7 +294,7 @@ class Inference:
             pre = route.pre
             if listing.count_encoding != pre.encoding:
                 # Count the prompt with the tokenizer this listing uses (one more pass over the body).
-                pre = route.pre = await _native_call(
+                pre = route.pre = await native_call(
                     len(route.body), preparse_request, route.body, listing.count_encoding
                 )
             hold = self._hold(trade, listing, pre)
@@ -460,7 +398,7 @@ class Inference:
     ) -> tuple[str, str | None]:
         """Relay the seller's 200 answer to the buyer and settle the trade; returns its status."""
         if trade.streamed:
-            return await self._relay_stream(proto, resp, trade, leg, route)
+            return await relay_stream(self, proto, resp, trade, leg, route)
         await self._relay_body(proto, resp, trade, leg, route.plan)
         return "completed", None
 
@@ -572,7 +510,7 @@ class Inference:
         trade.ttft_ms = (time.perf_counter_ns() - leg.t0) // 1_000_000
         assert trade.listing is not None
         try:
-            out = await _native_call(
+            out = await native_call(
                 len(raw), rewrite_completion, raw, trade.request_id, pre.model, trade.listing.count_encoding
             )
         except NativeError:
@@ -594,243 +532,3 @@ class Inference:
         send_json(proto, 200, out["body"], trade.request_id)
         await self._released(release)
         self._record_health(trade, True, usage)
-
-    async def _relay_stream(
-        self, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, route: Route
-    ) -> tuple[str, str | None]:
-        assert trade.listing is not None
-        pre = route.pre
-        splicer = Splicer(
-            trade.request_id,
-            pre.model,
-            pre.include_usage,
-            int(time.time()),
-            encoding=trade.listing.count_encoding,
-        )
-        splicer.set_prompt_tokens(leg.pre.prompt_tokens)
-        # Nothing reads the seller's head once its body is relayed: don't hold its header list for the
-        # stream's whole life (a tuple and two bytes objects per header: 0.8 KiB for the benchmark
-        # seller's 8 headers, more for a real seller's).
-        resp.headers = []
-        transport = proto.response_stream(200, [*SSE_HEADERS, ("x-request-id", trade.request_id)])
-        status, error_code = "completed", None
-        # No reader task: the seller connection's callback relays each piece (`relay`), and the client
-        # going away drops the seller's connection, which ends the pipe at once (and stops the seller
-        # generating). `drop` reads `resp` when it runs: a continuation's seller is dropped alike.
-        gone = asyncio.ensure_future(proto.client_disconnect())
-        drop = lambda _f: resp.close()  # noqa: E731
-        gone.add_done_callback(drop)
-        failpoints = self.failpoints
-        t0 = leg.t0
-
-        def relay(piece: bytes) -> bool:
-            # Runs in the seller connection's data callback, once per piece that arrives.
-            out = splicer.feed(piece)
-            if out:
-                if trade.ttft_ms is None:
-                    trade.ttft_ms = (time.perf_counter_ns() - t0) // 1_000_000
-                if out.endswith(DONE):
-                    # The last byte waits until the trade is committed (ARCHITECTURE.md, life cycle step 7).
-                    out = out[: -len(DONE)]
-                if out:
-                    # Granian queues the bytes on an unbounded channel and returns an awaitable that is
-                    # already complete, so nothing is lost by not awaiting it here; a client that went
-                    # away shows up as `gone` instead.
-                    transport.send_bytes(out)
-                    failpoints.hit("mid_stream")
-            return splicer.saw_done  # anything after [DONE] is ignored; don't wait for the close
-
-        tail = b""
-        drained = False
-        try:
-            while True:
-                try:
-                    if not (leg.first and relay(leg.first)):  # a hedged leg's first piece came first
-                        await resp.pipe(relay)
-                    tail = splicer.finish()
-                    break
-                except UpstreamFailure as exc:
-                    if gone.done():
-                        status = "cancelled"
-                        break
-                    if isinstance(exc, UpstreamDrained):
-                        # The drain deadline: end it here (no continuation); what was delivered is billed.
-                        status, error_code, drained = "failed", "service_unavailable", True
-                        tail = splicer.error_event(DRAINED_MESSAGE, "service_unavailable")
-                        break
-                    log.warning("upstream stream broke: %s", type(exc).__name__)
-                    resp.close()
-                    taken = await self._continue_stream(trade, splicer, leg, route, exc)
-                    if isinstance(taken, TradeUnconfirmed):
-                        # The broken part's record may or may not be in the books (and charged): the
-                        # trade bills nothing more for this leg, and the stream says where to look.
-                        status, error_code = "failed", "service_unavailable"
-                        tail = splicer.error_event(
-                            part_unconfirmed_message(taken.trade_id), "service_unavailable"
-                        )
-                        self._part_billed(trade, leg, "error", taken.trade_id)  # no charge again
-                        break
-                    if taken is None or isinstance(taken, DragonflyError):
-                        # Not continued: the documented error event; a refused next leg says why.
-                        status, error_code = "failed", "upstream_error" if taken is None else taken.code
-                        tail = splicer.error_event(
-                            "The upstream provider failed mid-stream.", "upstream_error"
-                        )
-                        break
-                    resp, leg = taken
-                    resp.headers = []
-        except NativeError as exc:
-            status, error_code = "failed", "upstream_error"
-            log.warning("upstream stream unusable: %s", type(exc).__name__)
-            tail = splicer.error_event("The upstream provider sent an invalid stream.", "upstream_error")
-        except Exception:  # the client went away while we were writing to it
-            status = "cancelled"
-        finally:
-            gone.remove_done_callback(drop)
-            if gone.done():
-                status = "cancelled"
-            gone.cancel()
-            if status == "completed":
-                resp.release()  # kept alive when the seller's body ended cleanly
-            else:
-                resp.close()  # on cancel this stops the seller generating at once
-        if splicer.upstream_error is not None and status == "completed":
-            status, error_code = "failed", "upstream_error"
-        trade.finish_reason = splicer.finish_reason or ("error" if status == "failed" else None)
-        if trade.listing is None:
-            # Continued, and no listing took the rest: each part served is billed as its own trade.
-            usage = None
-        else:
-            usage = usage_from(
-                splicer.usage if splicer.usage_source == "upstream" else None,
-                leg.pre.prompt_tokens,
-                splicer.counted_completion_tokens - leg.counted_before,
-                trade.listing,
-                leg.pre,
-                splicer.tool_calls,
-            )
-        release: Awaitable[None] | None = None
-        try:
-            if usage is None:
-                await self.rt.settler.settle(trade.row(status, None, None, error_code), [])
-            else:
-                release = await self._settle(trade, usage, status, error_code)
-        except Exception as exc:
-            # Headers are gone already: end the stream with an error event instead of a silent close.
-            # `finish()` has run: its bytes, held back, go without their [DONE], the error in its place.
-            log.error("stream settlement failed: %s", type(exc).__name__)
-            message = exc.message if isinstance(exc, ServiceUnavailable) else NOT_RECORDED
-            error = splicer.replace_done_with_error(message, "service_unavailable")
-            if error:
-                tail = tail.removesuffix(DONE) + error
-        if status != "cancelled":
-            with contextlib.suppress(Exception):
-                # Exactly one [DONE], and only now that the trade is committed.
-                await transport.send_bytes(tail if tail.endswith(DONE) else tail + DONE)
-        # Granian ends the response when the transport is released. After a broken stream the seller
-        # error's traceback still holds this frame (and `relay`'s cell): drop the transport explicitly,
-        # or the buyer's connection stays open until the garbage collector runs.
-        transport = None
-        if release is not None:
-            await self._released(release)
-        if usage is not None and not drained:
-            self._record_health(trade, status == "completed", usage)
-        return status, error_code
-
-    async def _continue_stream(
-        self, trade: TradeState, splicer: Any, leg: Leg, route: Route, exc: UpstreamFailure
-    ) -> tuple[H1Response, Leg] | DragonflyError | None:
-        """A stream broke after the buyer got bytes from `leg`: go on at the next listing with the text
-        so far as an assistant prefix (domain/trade.py `continuation_refusal` says when not to). The
-        broken part is billed first, as a trade of its own, to the seller that produced it; the prompt
-        is not billed twice (the seller that broke bears it). Returns the new seller's 200 answer and
-        its leg (now the trade's), or None — or the refusal that ended it when the buyer's balance or the
-        key's budget cannot cover the next leg: the stream ends with an error event."""
-        produced = splicer.counted_completion_tokens - leg.counted_before
-        pre = route.pre
-        left = None if pre.max_tokens is None else pre.max_tokens - splicer.counted_completion_tokens
-        refusal = route.plan.continuation_refusal(
-            broke_as="timeout" if isinstance(exc, UpstreamTimedOut) else "5xx",
-            choices=pre.n,
-            tool_calls=splicer.tool_call_open or bool(splicer.tool_calls),
-            finish_reason=splicer.finish_reason,
-            completion_left=left,
-        )
-        if refusal is not None:
-            log.info("stream not continued: %s", refusal)
-            return None  # the trade stays with this leg: billed as a broken stream
-        try:
-            part_id = await self._bill_part(trade, leg, produced)
-        except TradeUnconfirmed as unknown:
-            return unknown  # recorded or not, nobody can tell: not continued, and not billed again
-        except DragonflyError:
-            return None  # not recorded (not charged): the stream ends here, billed as a broken stream
-        self._part_billed(trade, leg, "continued", part_id)
-        route.body = continuation_body(route.body, splicer.content_so_far, left)
-        route.pre = await _native_call(len(route.body), preparse_request, route.body, pre.encoding)
-        trade.hold_completion_tokens = left if left is not None else DEFAULT_COMPLETION_HOLD
-        plan = route.plan
-        while True:
-            try:
-                nxt = await self._admit_next(trade, route)
-            except DragonflyError as err:  # insufficient balance, budget exceeded
-                log.info("stream not continued: %s", err.code)
-                return err
-            if nxt is None:
-                break
-            nxt.t0 = time.perf_counter_ns()
-            nxt.counted_before = splicer.counted_completion_tokens
-            try:
-                resp = await self._send(nxt, route.body, trade, read_first=False)
-            except UpstreamFailure as failure:
-                step = await self._outcome(trade, nxt, plan, failure)
-            else:
-                step = await self._outcome(trade, nxt, plan, resp)
-                if step is RELAY:
-                    splicer.begin_continuation()
-                    self._take(trade, nxt)
-                    latency = (time.perf_counter_ns() - nxt.t0) // 1_000_000
-                    trade.attempts.append(Attempt(nxt.listing.id, nxt.listing.provider, "ok", latency))
-                    return resp, nxt
-            if step.error is not None:
-                return None
-        return None
-
-    def _part_billed(self, trade: TradeState, leg: Leg, status: str, part_id: str) -> None:
-        """`leg`'s stream broke and its part was billed as a trade of its own (`part_id`, `_bill_part`,
-        which settled `leg`'s hold): the leg's `ok` attempt (recorded when it won) becomes `status`,
-        linking the part; the listing's health hears of the break; and the trade keeps no listing — the
-        next leg's becomes it, or, with none, it is recorded without a charge."""
-        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
-        if trade.attempts and trade.attempts[-1].listing_id == leg.listing.id:
-            trade.attempts.pop()
-        trade.attempts.append(
-            Attempt(leg.listing.id, leg.listing.provider, status, latency, "broken_stream", part_id)
-        )
-        self._leg_failed(leg, "broken_stream")
-        trade.listing, trade.hold, trade.hold_id = None, 0, ""
-
-    async def _bill_part(self, trade: TradeState, leg: Leg, completion_tokens: int) -> str:
-        """Record the part of a continued stream that `leg`'s seller produced as a trade of its own
-        (status `continued`): its completion tokens at its prices, no prompt. Returns its id."""
-        part = TradeState(
-            request_id=new_id(),
-            key=trade.key,
-            model=trade.model,
-            streamed=True,
-            started_ns=trade.started_ns,
-            created_ms=trade.created_ms,
-        )
-        part.listing, part.hold, part.hold_id = leg.listing, leg.hold, leg.hold_id
-        part.hold_prompt_tokens, part.hold_completion_tokens = (
-            trade.hold_prompt_tokens,
-            trade.hold_completion_tokens,
-        )
-        part.ttft_ms = trade.ttft_ms
-        latency = (time.perf_counter_ns() - leg.t0) // 1_000_000
-        part.attempts.append(
-            Attempt(leg.listing.id, leg.listing.provider, "continued", latency, "broken_stream")
-        )
-        usage = Usage(completion=completion_tokens, counted_completion=completion_tokens)
-        await self._released(await self._settle(part, usage, "continued", "upstream_error"))
-        return part.request_id

@@ -112,7 +112,7 @@ class Speech(Inference):
                 if length is not None and resp.done:
                     last.append(piece)
                 else:
-                    transport.send_bytes(piece)  # queued synchronously (see chat.py `_relay_stream`)
+                    transport.send_bytes(piece)  # queued synchronously (see gateway/stream.py `relay_stream`)
                     failpoints.hit("mid_stream")
             return False  # the body's own end ends the pipe
 

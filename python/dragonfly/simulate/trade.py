@@ -5,10 +5,10 @@ The decisions are the gateway's own code: the ranking and the fallback plan come
 admission refusal or an upstream outcome from the `AttemptPlan` it returns (domain/trade.py: `refused`,
 `started`, `unreachable`, `answered`, `hedge_delay_ms`, `continuation_refusal`, `final_error`),
 admission from the in-process state store (rpm and concurrency caps, holds), the hold from
-`gateway.chat.chat_hold`, billing from `gateway.trade.usage_from` (domain/billing.py) and the cost split
+`gateway.holds.chat_hold`, billing from `gateway.trade.usage_from` (domain/billing.py) and the cost split
 from `TradeState.cost` (domain/money.py). What is re-driven here is only the I/O of gateway/chat.py
-(`_attempts`, `_race`, `_relay_*`, `_continue_stream`), step for step, with the seller's answer decided by
-its behaviour instead of a socket:
+(`_attempts`, `_race`, `_relay_body`) and gateway/stream.py (`relay_stream`, `continue_stream`), step
+for step, with the seller's answer decided by its behaviour instead of a socket:
 
 * legs are sent one at a time; with hedging (`hedge.after_ms`, at least two attempts) the next listing is
   started beside a leg that has produced no first byte in time, the first byte wins and the loser is
@@ -30,7 +30,7 @@ from dragonfly.domain.health import stream_outcome
 from dragonfly.domain.trade import RELAY, Step
 from dragonfly.errors import DragonflyError
 from dragonfly.gateway import routing
-from dragonfly.gateway.chat import DEFAULT_COMPLETION_HOLD, chat_hold
+from dragonfly.gateway.holds import DEFAULT_COMPLETION_HOLD, chat_hold
 from dragonfly.gateway.snapshot import ListingInfo
 from dragonfly.gateway.trade import TradeState, Usage, stream_throughput_tps, usage_from
 from dragonfly.native.tokens import PreParsed
@@ -342,7 +342,7 @@ class SimTrade:
         self._drop_losers()
         self._end("failed", err.code)
 
-    # -- the answer (gateway/chat.py `_win`, `_relay_body`, `_relay_stream`) -----------------------------
+    # -- the answer (gateway/chat.py `_win`, `_relay_body`; stream.py `relay_stream`) ------------------
 
     def _win(self, leg: Leg) -> None:
         self._take(leg)
@@ -448,7 +448,7 @@ class SimTrade:
             return
         self._continue_next()
 
-    # -- money and health (gateway/chat.py `_settle`, `_bill_part`, `_record_health`) -----------------
+    # -- money and health (gateway/chat.py `_settle`, `_record_health`; stream.py `bill_part`) ---------
 
     def _usage(self, leg: Leg, answer: Answer) -> Usage:
         eng, listing = self.eng, leg.listing
@@ -475,7 +475,7 @@ class SimTrade:
         eng.settled(trade, listing, usage, cost, self.profile.id)
 
     def _bill_part(self, leg: Leg, completion_tokens: int) -> None:
-        """`Inference._bill_part`: the broken part as a trade of its own, its completion tokens at its
+        """gateway/stream.py `bill_part`: the broken part as a trade of its own, its completion tokens at its
         seller's prices, no prompt."""
         trade = self.trade
         part = TradeState(
