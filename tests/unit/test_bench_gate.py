@@ -94,7 +94,7 @@ def test_one_noisy_failure_is_run_again_and_the_second_verdict_stands() -> None:
 
 
 def test_the_default_cpu_limit_is_the_calibrated_one() -> None:
-    assert Thresholds().cpu_x_relay == 3.5
+    assert Thresholds().cpu_x_relay == 3.1
 
 
 def test_added_latency_may_be_four_times_what_the_relay_added_on_a_slowed_machine() -> None:
