@@ -250,6 +250,34 @@ def test_an_operator_runs_the_market_from_the_dashboard(site: Site) -> None:
             "goodwill"
         )
 
+        # A credit whose answer is lost (the server made it; the browser saw the connection drop): the
+        # operator credits the same again, and the page's Idempotency-Key makes it a replay, not a second.
+        lost: list[str] = []
+
+        def lose_answer(route: Route) -> None:
+            if lost:
+                route.continue_()
+                return
+            route.fetch()  # the request reaches the control plane, which credits...
+            lost.append(route.request.headers["idempotency-key"])
+            route.abort("connectionreset")  # ...and its answer never arrives
+
+        page.route("**/api/admin/credits", lose_answer)
+        before = _balance(buyer, site)
+        for attempt in ("answer lost", "again"):
+            page.fill(f"{credit} input[name=account_id]", buyer_id)
+            page.fill(f"{credit} input[name=amount]", "1.25")
+            page.fill(f"{credit} input[name=note]", "refund of ticket 77")
+            page.click(f"{credit} button[type=submit]")
+            page.click("[data-action=confirm-credit]")
+            if attempt == "answer lost":
+                expect(page.locator(f"{credit} .error")).to_contain_text("could not be reached")
+        expect(page.locator("[data-testid=credit-done]")).to_contain_text("Credited $1.25")
+        page.unroute("**/api/admin/credits")
+        assert _balance(buyer, site) == before + Decimal("1.25")  # once, not twice
+        assert len(lost) == 1 and lost[0].startswith("dashboard-")
+        expect(page.locator("[data-testid=credits-made] tr", has_text="ticket 77")).to_have_count(1)
+
         # A phone: every tab fits the width (no sideways scrolling of the page).
         page.set_viewport_size({"width": 390, "height": 844})
         tabs = ["health", "activity", "weights", f"listings/{listing_id}", "flagged", "credits", "payouts"]

@@ -4,11 +4,11 @@ nothing here is kept by hand per route.
 From each `Route` (api/routes.py): the path (Robyn's `:id` becomes `{id}`, a `*model` catch-all becomes
 `{model}`, which may contain slashes), the method, the security its `Access` demands (api/auth.py), the
 request body (`body=`, the model the handler parses with `call.json`), the query parameters (`query=`,
-api/params.py) and the success status (`status=`). Request schemas come from pydantic
-(`models_json_schema`, one generator so nested models share one name each) and land in
-`components.schemas`. Success bodies are JSON objects (the handlers return plain dicts); every error is
-the `{"error": {message, type, param, code}}` envelope, its possible codes read from the error tree
-(errors.py).
+api/params.py), the optional request headers (`headers=`) and the success status (`status=`). Request
+schemas come from pydantic (`models_json_schema`, one generator so nested models share one name each)
+and land in `components.schemas`. Success bodies are JSON objects (the handlers return plain dicts);
+every error is the `{"error": {message, type, param, code}}` envelope, its possible codes read from the
+error tree (errors.py).
 
 Served at `GET /api/openapi.json`, with a small offline reader at `GET /api/docs` (api/docs_page.py);
 `add_routes` registers both on the Robyn app.
@@ -249,6 +249,10 @@ def _operation(
     parameters += [
         {"name": q.name, "in": "query", "required": False, "description": q.description, "schema": q.schema}
         for q in route.query
+    ]
+    parameters += [
+        {"name": h.name, "in": "header", "required": False, "description": h.description, "schema": h.schema}
+        for h in route.headers
     ]
     if parameters:
         op["parameters"] = parameters

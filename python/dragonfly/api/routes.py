@@ -30,6 +30,7 @@ from dragonfly.api.http import Handler
 from dragonfly.api.params import (
     ACTIVITY,
     BUCKET,
+    CREDIT_IDEMPOTENCY,
     DAYS,
     GROUP,
     KIND,
@@ -39,6 +40,7 @@ from dragonfly.api.params import (
     PAYOUT_PAGE,
     REVIEW_PAGE,
     WINDOW,
+    Header,
     Query,
 )
 from dragonfly.api.schemas.admin import Credit, ResolveReview, Suspend, Unsuspend
@@ -59,6 +61,7 @@ class Route(NamedTuple):
     handler: Handler
     body: type[BaseModel] | None = None  # the model the handler parses with `call.json`
     query: tuple[Query, ...] = ()  # the query parameters it reads with `call.query`
+    headers: tuple[Header, ...] = ()  # the optional request headers it reads
     status: int = 200  # its success status
     errors: tuple[int, ...] = ()  # error statuses beyond those api/openapi.py infers
 
@@ -129,7 +132,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/market/payouts", Access.SELLER, market.request_payout, body=PayoutRequest, status=201),
     Route("GET", "/v1/market/payouts", Access.SELLER, market.list_payouts, query=PAYOUT_PAGE),
     # Operator
-    Route("POST", "/api/admin/credits", Access.OPERATOR, admin.credit, body=Credit, status=201),
+    Route(
+        "POST",
+        "/api/admin/credits",
+        Access.OPERATOR,
+        admin.credit,
+        body=Credit,
+        status=201,
+        headers=(CREDIT_IDEMPOTENCY,),
+    ),
     Route("GET", "/api/admin/routing/weights", Access.OPERATOR, routing_admin.get_weights),
     Route(
         "PUT", "/api/admin/routing/weights", Access.OPERATOR, routing_admin.put_weights, body=StrategyWeights

@@ -21,13 +21,23 @@ from dragonfly.services import (
 
 async def credit(call: Call) -> Reply:
     body = call.json(Credit)
-    out = await credits.credit_account(
+    key = credits.check_idempotency_key(call.request.headers.get(credits.IDEMPOTENCY_HEADER.lower()))
+    account_id, amount_micros = str(body.account_id), cents_to_micros(body.amount_cents)
+    if key is None:
+        out = await credits.credit_account(
+            call.state.db, account_id=account_id, amount_micros=amount_micros, note=body.note
+        )
+        return Reply(out, 201)
+    out, replayed = await credits.credit_account_once(
         call.state.db,
-        account_id=str(body.account_id),
-        amount_micros=cents_to_micros(body.amount_cents),
+        account_id=account_id,
+        amount_micros=amount_micros,
         note=body.note,
+        operator_id=call.account_id,
+        idempotency_key=key,
     )
-    return Reply(out, 201)
+    # As Stripe's API says of a retried call: the answer is the first call's, and this header tells so.
+    return Reply(out, 201, (("idempotent-replayed", "true" if replayed else "false"),))
 
 
 async def suspend_listing(call: Call) -> dict[str, Any]:

@@ -63,9 +63,10 @@ async function send(url, init) {
   }
 }
 
-/** A management call with the session cookie: parsed JSON, or null for 204. */
-export async function api(method, path, body) {
-  const headers = { accept: "application/json" };
+/** A management call with the session cookie: parsed JSON, or null for 204. `extra`: more request
+ * headers (an `Idempotency-Key`). */
+export async function api(method, path, body, extra) {
+  const headers = { accept: "application/json", ...extra };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (!SAFE.has(method)) headers["x-csrf-token"] = csrfToken();
   const response = await send(path, {

@@ -1,6 +1,7 @@
 // Credits (`POST /api/admin/credits {account_id, amount_cents, note}`): credit an account's cash, after a
-// confirm step (each call posts a new journal: a repeat credits again). Platform fee and reserve: the API
-// has no setting for them yet, so the page says where they are set.
+// confirm step. Each credit is sent with an `Idempotency-Key` kept until it succeeds, so crediting the same
+// account, amount and note again after a lost answer replays the first credit instead of making a second
+// one. Platform fee and reserve: the API has no setting for them yet, so the page says where they are set.
 
 import { api, query } from "../../api.js";
 import { errorBox, field, fields, h, notify, section, usd, when } from "../../dom.js";
@@ -10,6 +11,19 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_CENTS = 100_000_000; // $1,000,000 per call, the API's limit
 
 const made = []; // credits posted from this page since it loaded, newest first
+// The idempotency key of the credit not yet known to be made, and the body it was sent with.
+let pending = null;
+
+/** The key to send `body` with: the pending one when it is the same credit (a retry), else a new one. */
+function keyFor(body) {
+  const same = JSON.stringify(body);
+  if (!pending || pending.body !== same) {
+    // crypto.getRandomValues: also where randomUUID is not offered (plain http on another host).
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    pending = { body: same, key: "dashboard-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+  }
+  return pending.key;
+}
 
 /** "2.50", "$2.5", "1,000" -> cents; an amount that is not dollars and cents is said in words. */
 export function parseCents(text) {
@@ -84,8 +98,10 @@ export async function render(root) {
       go.disabled = true;
       back.disabled = true;
       try {
-        const answer = await api("POST", "api/admin/credits", body);
-        made.unshift(answer);
+        const answer = await api("POST", "api/admin/credits", body, { "Idempotency-Key": keyFor(body) });
+        pending = null;
+        // A retry's answer is the first credit's: listed once.
+        if (!made.some((c) => c.id === answer.id)) made.unshift(answer);
         drawHistory();
         close();
         form.reset();
@@ -100,7 +116,7 @@ export async function render(root) {
     });
     confirmBox.replaceChildren(
       h("p", {}, h("strong", {}, `Credit ${usd(body.amount_cents / 100)} to account `), h("code", {}, body.account_id), "?"),
-      h("p", { class: "muted" }, `Note: \u201c${body.note}\u201d. This posts a new journal each time: if an earlier attempt's answer was lost, check the account's transactions first.`),
+      h("p", { class: "muted" }, `Note: \u201c${body.note}\u201d. If the answer to this credit is lost, crediting the same account, amount and note again from this page does not credit twice.`),
       h("div", { class: "actions" }, go, back));
     confirmBox.hidden = false;
     lock(true);
