@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from support.log_scan import format_report, scan_files
-from support.processes import ProcessGroup, started_log_paths
+from support.processes import ProcessGroup, remove_kept_copies, started_log_paths
 from support.services import PostgresCluster, RedisServer
 from support.tcp_cut import CuttingProxy
 
@@ -76,6 +76,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     removed = f" ({gone} removed before the scan)" if gone else ""
     if not found:
         session.config.stash[_LOG_SCAN] = (False, f"log scan: {scanned} process logs, no secret{removed}")
+        remove_kept_copies(paths)
         return
     lines = sum(len(f) for f in found.values())
     headline = f"log scan: {lines} line(s) with a secret in {len(found)} of {scanned} process logs{removed}"

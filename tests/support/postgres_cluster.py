@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from support.ports import LOOPBACK, free_port
+from support.processes import keep_log_copy
 from support.unprivileged import chown_tree, ensure_service_user, is_root, run_as_service_user
 
 SUPERUSER = "dragonfly"
@@ -171,5 +172,6 @@ class PostgresCluster:
                 self._bin(["pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"])
             except RuntimeError:
                 pass
+        keep_log_copy(self.log_path)  # scanned for secrets with the processes' logs (tests/conftest.py)
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None

@@ -38,6 +38,35 @@ def keep_log(path: Path) -> Path:
     return path
 
 
+_KEPT_DIR_PREFIX = "dragonfly-kept-logs-"
+_kept_dir: Path | None = None
+
+
+def keep_log_copy(path: Path) -> None:
+    """Have a service's log (a PostgreSQL or Redis server whose directory is about to be deleted) scanned
+    with the others: a copy outlives the directory until the scan (`remove_kept_copies`)."""
+    global _kept_dir
+    if not path.is_file() or "_pytest" not in sys.modules:
+        return  # outside a test session (benchmarks use these services too) nobody scans, nor removes
+    if _kept_dir is None:
+        _kept_dir = Path(tempfile.mkdtemp(prefix=_KEPT_DIR_PREFIX))
+    fd, name = tempfile.mkstemp(prefix=path.stem + "-", suffix=path.suffix, dir=_kept_dir)
+    with os.fdopen(fd, "wb") as out:
+        out.write(path.read_bytes())
+    if path in _LOG_PATHS:
+        _LOG_PATHS.remove(path)  # the copy stands for it
+    _LOG_PATHS.append(Path(name))
+
+
+def remove_kept_copies(paths: Sequence[Path]) -> None:
+    """After a scan that found nothing: delete the copies `keep_log_copy` made (in any xdist worker)."""
+    for path in paths:
+        if path.parent.name.startswith(_KEPT_DIR_PREFIX):
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # once it is empty
+
+
 def started_log_paths() -> list[Path]:
     """The log file of every process started so far in this session (some may be removed by now)."""
     return list(_LOG_PATHS)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from support.ports import LOOPBACK, free_port
-from support.processes import ManagedProcess, start_process
+from support.processes import ManagedProcess, keep_log_copy, start_process
 
 
 class RedisServer:
@@ -84,4 +84,6 @@ class RedisServer:
 
     def close(self) -> None:
         self.stop()
+        for log in self.root.glob("*.log"):
+            keep_log_copy(log)  # scanned for secrets with the processes' logs (tests/conftest.py)
         shutil.rmtree(self.root, ignore_errors=True)
