@@ -35,6 +35,7 @@ from dragonfly.native.tokens import preparse_request
 if TYPE_CHECKING:
     from dragonfly.gateway.chat import Inference
 
+# The chat handler's logger, as before the stream relay had a module of its own: operators filter on it.
 log = logging.getLogger("dragonfly.gateway.chat")
 
 
