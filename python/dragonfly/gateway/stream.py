@@ -42,6 +42,8 @@ log = logging.getLogger("dragonfly.gateway.chat")
 async def relay_stream(
     inf: Inference, proto: Any, resp: H1Response, trade: TradeState, leg: Leg, route: Route
 ) -> tuple[str, str | None]:
+    """Relay the seller's 200 stream to the buyer through the splicer, continuing it elsewhere if it
+    breaks; settle the trade before the last `[DONE]`. Returns the trade's status and error code."""
     assert trade.listing is not None
     pre = route.pre
     splicer = Splicer(
