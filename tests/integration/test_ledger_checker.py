@@ -19,6 +19,7 @@ from support.ledger_seed import Seeded, make_trade, seed_market, write_trades
 from dragonfly.domain.calendar import month_of
 from dragonfly.domain.ledger import EXTERNAL_CREDIT, Posting, buyer_cash, seller_locked
 from dragonfly.ids import now_ms
+from dragonfly.services.credits import credit_account_once
 from dragonfly.services.ledger_check import Violation, check_ledger, counts
 from dragonfly.storage.ports import Database, UniqueViolation
 from dragonfly.storage.sql import open_database
@@ -318,3 +319,32 @@ async def test_redis_state_store_agrees_or_is_reported(
         assert _checks(found) == {"state_balance"} and found[0].subject == buyer_cash(seeded.buyer)
     finally:
         await store.close()
+
+
+async def test_keyed_credits_agree_with_their_journals_or_are_reported(db: Database, seeded: Seeded) -> None:
+    operator = seeded.seller  # any account may stand for the operator in the row's foreign key
+    made, _ = await credit_account_once(
+        db,
+        account_id=seeded.buyer,
+        amount_micros=2_500_000,
+        note="invoice",
+        operator_id=operator,
+        idempotency_key="inv-1",
+    )
+    assert await check_ledger(db) == []
+    # A row naming a credit that was never posted, and one whose amount is not what its journal credited.
+    for key, credit_id, amount in (("ghost", str(uuid.uuid4()), 100), ("wrong", made["id"], 2_400_000)):
+        await db.execute(
+            "INSERT INTO credit_requests (operator_id, idempotency_key, credit_id, account_id, amount_micros,"
+            " note, balance_micros, created_at) VALUES ($1, $2, $3, $4, $5, 'x', 0, 0)",
+            operator,
+            key,
+            credit_id,
+            seeded.buyer,
+            amount,
+        )
+    found = await check_ledger(db)
+    assert _checks(found) == {"credit_request"}, found
+    details = sorted(v.detail for v in found)
+    assert any("of 100 " in d and "0 journal(s)" in d for d in details), details
+    assert any("of 2400000 " in d and "crediting 2500000" in d for d in details), details

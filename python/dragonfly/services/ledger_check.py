@@ -23,6 +23,8 @@ Checks (each names its violations by `check`):
   payout_journal            each payout has its `payout_request` journal (available -> payouts pending, its
                             amount), a paid one its `payout_paid` journal (payouts pending -> external), a
                             pending one none; no payout journal without its payout
+  credit_request            an operator credit made with an idempotency key has its one `operator_credit`
+                            journal, crediting the buyer's cash its amount, and the balance its answer showed
   state_balance / state_key_spend
                             a state store's counters agree with the database (only with `state`; see
                             `_state` for the hooks it looks for)
@@ -212,7 +214,19 @@ async def _reviews_and_payouts(db: Database) -> list[Violation]:
         Violation("payout_journal", f"journal {r['id']}", f"{r['kind']} without its payout {r['ref']}")
         for r in await checks.orphan_payout_journals(db, MAX_PER_CHECK)
     ]
+    out += [
+        Violation("credit_request", f"credit {r['credit_id']}", _credit_detail(r))
+        for r in await checks.credit_request_mismatches(db, MAX_PER_CHECK)
+    ]
     return out
+
+
+def _credit_detail(r: Any) -> str:
+    balance = "recorded" if r["balance_micros"] is not None else "missing"
+    return (
+        f"keyed credit of {int(r['amount_micros'])} to {r['account_id']}: {int(r['journals'])} journal(s)"
+        f" crediting {int(r['credited'])}, balance {balance}"
+    )
 
 
 def _month_window(at_ms: int) -> tuple[int, int]:

@@ -252,3 +252,23 @@ async def payout_mismatches(db: Executor, limit: int) -> list[Row]:
 
 async def orphan_payout_journals(db: Executor, limit: int) -> list[Row]:
     return await _orphan_journals(db, "'payout_request', 'payout_paid'", "payouts", "id", limit)
+
+
+async def credit_request_mismatches(db: Executor, limit: int) -> list[Row]:
+    """Operator credits made with an idempotency key (services/credits.py) whose `credit_requests` row and
+    `operator_credit` journal disagree: no journal, a buyer-cash line other than the amount, or no
+    balance recorded (the row and the journal commit together, so each of these is a corrupt write)."""
+    return await db.fetch_all(
+        "SELECT credit_id, account_id, amount_micros, balance_micros, journals, credited FROM ("
+        " SELECT c.credit_id, c.account_id, c.amount_micros, c.balance_micros,"
+        " COUNT(DISTINCT j.id) AS journals,"
+        " COALESCE(SUM(CASE WHEN e.account = 'buyer:' || c.account_id || ':cash'"
+        " THEN e.amount ELSE 0 END), 0) AS credited"
+        " FROM credit_requests c"
+        " LEFT JOIN journals j ON j.kind = 'operator_credit' AND j.ref = c.credit_id"
+        " LEFT JOIN entries e ON e.journal_id = j.id"
+        " GROUP BY c.credit_id, c.account_id, c.amount_micros, c.balance_micros"
+        ") x WHERE journals <> 1 OR credited <> amount_micros OR balance_micros IS NULL"
+        " ORDER BY credit_id LIMIT $1",
+        limit,
+    )
