@@ -381,6 +381,8 @@ def _start_targets(
                 started.append(targets.start_nginx(log_dir, seller))
             elif name == "relay":
                 started.append(targets.start_bare_relay(log_dir, seller))
+            elif name == "answer":
+                started.append(targets.start_bare_answer(log_dir, seller))
             elif name == "embedded":
                 started.append(targets.start_embedded(log_dir, seller))
             elif name == "pg-redis":

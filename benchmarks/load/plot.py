@@ -32,9 +32,10 @@ from typing import Any
 
 from benchmarks.load.goals import BY_KEY
 
-ORDER = ("direct", "nginx", "relay", "embedded", "pg-redis", "litellm")
+ORDER = ("direct", "answer", "nginx", "relay", "embedded", "pg-redis", "litellm")
 COLORS = {
     "direct": "#7f7f7f",
+    "answer": "#bcbd22",
     "nginx": "#2ca02c",
     "relay": "#1f77b4",
     "embedded": "#ff7f0e",

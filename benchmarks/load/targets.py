@@ -12,6 +12,8 @@ Not in the default run (ask for it with --targets):
 pg-redis-x2  scale-out: two `dragonfly serve --no-demo` instances on ONE PostgreSQL + ONE Redis (one seeded
              market, the same buyer key on both) behind nginx (round robin, keepalive upstream, buffering
              off); its CPU is both instances' trees + PostgreSQL + Redis + nginx, split by part
+answer       Granian answering with canned bodies by itself (`bare_answer.py`): a worker's cost before any
+             relaying; the relay minus it is what the seller client costs
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ LITELLM_KEY = "sk-bench-litellm-master"
 CACHE = Path(os.environ.get("DRAGONFLY_BENCH_CACHE", Path.home() / ".cache" / "dragonfly-bench"))
 LITELLM_VENV = CACHE / "litellm-venv"
 ALL_TARGETS = ("direct", "nginx", "relay", "embedded", "pg-redis", "litellm")
-OPTIONAL_TARGETS = ("pg-redis-x2",)  # started only when named in --targets
+OPTIONAL_TARGETS = ("pg-redis-x2", "answer")  # started only when named in --targets
 
 
 @dataclass
@@ -130,6 +132,14 @@ def start_bare_relay(log_dir: Path, seller: Target) -> Target:
     argv = granian_argv(port, 1, "benchmarks.load.bare_relay:create_app")
     proc = services.start("relay", argv, log_dir, env=env, ready_port=port, timeout_s=30)
     return Target("relay", f"http://127.0.0.1:{port}", SELLER_KEY, dict(seller.models), [proc.pid], [proc])
+
+
+def start_bare_answer(log_dir: Path, seller: Target) -> Target:
+    """Granian answering by itself (`bare_answer.py`): what a worker costs before any relaying."""
+    port = free_port()
+    argv = granian_argv(port, 1, "benchmarks.load.bare_answer:create_app")
+    proc = services.start("answer", argv, log_dir, env={"PYTHONPATH": str(services.REPO)}, ready_port=port)
+    return Target("answer", f"http://127.0.0.1:{port}", SELLER_KEY, dict(seller.models), [proc.pid], [proc])
 
 
 def nginx_binary() -> str:
