@@ -13,10 +13,9 @@ from typing import Any
 
 import orjson
 
-JSON_HEADERS = [("content-type", "application/json")]
-SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
-# As bare_relay.py reads it: bytes, never JSON.
-_STREAM_MARKS = (b'"stream": true', b'"stream":true')
+# The relay's own headers and stream test (bytes, never JSON), so both targets answer alike.
+from benchmarks.load.bare_relay import JSON_HEADERS, SSE_HEADERS, STREAM_MARKS
+
 _USAGE = {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}
 
 CHAT = orjson.dumps(
@@ -72,7 +71,7 @@ class BareAnswer:
         body = await proto()
         if scope.path.endswith("/embeddings"):
             proto.response_bytes(200, JSON_HEADERS, EMBEDDING)
-        elif any(mark in body for mark in _STREAM_MARKS):
+        elif any(mark in body for mark in STREAM_MARKS):
             transport = proto.response_stream(200, SSE_HEADERS)
             await transport.send_bytes(STREAM)
         else:

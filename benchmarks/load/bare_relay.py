@@ -26,7 +26,7 @@ JSON_HEADERS = [("content-type", "application/json")]
 SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
 # The only thing the relay reads of a request: whether to stream (as bytes, like Locust sends it; a
 # relay that parsed the JSON would no longer be "no logic").
-_STREAM_MARKS = (b'"stream": true', b'"stream":true')
+STREAM_MARKS = (b'"stream": true', b'"stream":true')
 
 
 class BareRelay:
@@ -46,7 +46,7 @@ class BareRelay:
             return
         body = await proto()
         path = scope.path.removeprefix("/v1")
-        streamed = any(mark in body for mark in _STREAM_MARKS)
+        streamed = any(mark in body for mark in STREAM_MARKS)
         try:
             resp = await self.client.post(self.upstream + path, self.key, body, accept_sse=streamed)
         except UpstreamFailure:

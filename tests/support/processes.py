@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,8 +52,8 @@ def keep_log_copy(path: Path) -> None:
     if _kept_dir is None:
         _kept_dir = Path(tempfile.mkdtemp(prefix=_KEPT_DIR_PREFIX))
     fd, name = tempfile.mkstemp(prefix=path.stem + "-", suffix=path.suffix, dir=_kept_dir)
-    with os.fdopen(fd, "wb") as out:
-        out.write(path.read_bytes())
+    os.close(fd)
+    shutil.copyfile(path, name)
     if path in _LOG_PATHS:
         _LOG_PATHS.remove(path)  # the copy stands for it
     _LOG_PATHS.append(Path(name))

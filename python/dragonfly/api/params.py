@@ -11,7 +11,7 @@ from dragonfly.api.schemas.listings import KINDS
 from dragonfly.domain.key_rules import KEY_GROUP_PATTERN
 from dragonfly.domain.market_health import DEFAULT_WINDOW_S, MAX_WINDOW_S, MIN_WINDOW_S
 from dragonfly.domain.reviews import STATES as REVIEW_STATES
-from dragonfly.services.credits import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY
+from dragonfly.services.credits import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from dragonfly.services.earnings import BUCKETS, MAX_MONTHS
 from dragonfly.services.paging import DEFAULT_PAGE, MAX_PAGE
 from dragonfly.services.payouts import STATUSES as PAYOUT_STATUSES
@@ -95,7 +95,7 @@ ACTIVITY = (
 # POST /api/admin/credits (services/credits.py).
 CREDIT_IDEMPOTENCY = Header(
     IDEMPOTENCY_HEADER,
-    {"type": "string", "pattern": f"^[ -~]{{1,{MAX_IDEMPOTENCY_KEY}}}$"},
+    {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
     "Makes the credit at most once per operator and key: a retry with the same key and the same body"
     " gets the first credit's answer (201, `idempotent-replayed: true`) instead of a second credit; the same"
     " key with a different account, amount or note is refused (409 `conflict`).",

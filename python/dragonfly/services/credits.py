@@ -9,6 +9,7 @@ never a credit to guess at. A call that failed (404, 400) stored nothing, so its
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dragonfly.domain.ledger import EXTERNAL_CREDIT, buyer_cash, credit_postings
@@ -22,6 +23,8 @@ from dragonfly.storage.sql.repos import ledger
 MAX_CREDIT_MICROS = 1_000_000 * 1_000_000  # $1M in one go is a typo, not a top-up
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
+# 1 to MAX printable ASCII characters (space included); the OpenAPI description states the same pattern.
+IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{MAX_IDEMPOTENCY_KEY}}}")
 
 
 def check_idempotency_key(value: str | None) -> str | None:
@@ -29,7 +32,7 @@ def check_idempotency_key(value: str | None) -> str | None:
     value is never echoed: it may be anything the operator's script chose)."""
     if value is None:
         return None
-    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in value):
+    if IDEMPOTENCY_KEY.fullmatch(value) is None:
         raise InvalidRequest(
             f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
             param=IDEMPOTENCY_HEADER,
