@@ -59,10 +59,7 @@ def _built(sha: str) -> Path:
     src = out / "src"
     shutil.rmtree(out, ignore_errors=True)
     src.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(services.REPO), "archive", sha, *_BUILD_PATHS], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    services.git_export(sha, _BUILD_PATHS, src)
     maturin = Path(sys.executable).with_name("maturin")
     print(
         f"  building {sha[:7]}'s native module (maturin build --release; minutes the first time)", flush=True

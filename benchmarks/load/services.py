@@ -22,6 +22,16 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def git_export(sha: str, paths: Sequence[str], dest: Path) -> None:
+    """Extract `paths` of commit `sha` of this repository into `dest` (`git archive | tar -x`); the
+    repository itself is only read."""
+    git = ["git", "-C", str(REPO), "archive", sha, *paths]
+    archive = subprocess.run(git, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+
+
 LOOPBACK = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -229,10 +229,7 @@ def export_ref(ref: str, cache: Path = CACHE) -> Path:
     dest = cache / f"src-{sha[:12]}"
     if not (dest / "python" / "dragonfly").is_dir():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(services.REPO), "archive", sha, "python"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        services.git_export(sha, ["python"], dest)
     from benchmarks.load import native_build  # imports this module
 
     print(f"  {ref} = {sha[:7]} runs with {native_build.install(sha, dest)}", flush=True)
